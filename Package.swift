@@ -1,0 +1,142 @@
+// swift-tools-version: 6.1
+// Sitrep: contract-first API. `api/openapi.yaml` is the source of truth; the
+// build-tool plugin in `Plugins/` runs the generator in `Tools/` over it and
+// fills the `Generated` target at build time.
+import PackageDescription
+
+let package = Package(
+    name: "sitrep",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sitrep", targets: ["sitrep"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/mattpolzin/OpenAPIKit", exact: "6.4.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.8.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+    ],
+    targets: [
+        // MARK: the generator (load → check → model → render) and its plugin
+        .target(
+            name: "GeneratorCore",
+            dependencies: [
+                .product(name: "OpenAPIKit", package: "OpenAPIKit"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Tools/Generator"
+        ),
+        .executableTarget(
+            name: "sitrep-gen",
+            dependencies: ["GeneratorCore"],
+            path: "Tools/sitrep-gen"
+        ),
+        .plugin(
+            name: "SitrepGeneratorPlugin",
+            capability: .buildTool(),
+            dependencies: ["sitrep-gen"],
+            path: "Plugins/SitrepGeneratorPlugin"
+        ),
+
+        // MARK: runtime the generated code stands on
+        .target(
+            name: "SitrepRuntime",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Generated",
+            dependencies: [
+                "SitrepRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            plugins: ["SitrepGeneratorPlugin"]
+        ),
+
+        // MARK: real parts
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .target(
+            name: "Redis",
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Storage",
+            dependencies: [
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "Auth",
+            dependencies: [
+                "SitrepRuntime",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Handlers",
+            dependencies: [
+                "Generated", "SitrepRuntime", "Storage", "Redis",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "sitrep",
+            dependencies: [
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: tests
+        .testTarget(
+            name: "GeneratorTests",
+            dependencies: ["GeneratorCore"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "RuntimeTests",
+            dependencies: [
+                "SitrepRuntime", "Generated",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(
+            name: "SitrepTests",
+            dependencies: [
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+    ]
+)

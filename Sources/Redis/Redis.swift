@@ -1,0 +1,2 @@
+import CHiredis
+import NIOPosix

@@ -1,0 +1,99 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// Outermost middleware: assigns the request id, turns any failure that escaped a route (unknown
+/// path, framework errors) into a problem, stamps `X-Request-ID`, and writes one access-log line.
+public struct SitrepMiddleware: RouterMiddleware {
+    public typealias Context = SitrepRequestContext
+    let runtime: APIRuntime
+
+    public init(runtime: APIRuntime) { self.runtime = runtime }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let requestId = Self.requestId(from: request.headers[.xRequestID])
+        context.requestId = requestId
+        context.logger[metadataKey: "requestId"] = .string(requestId)
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let e as any HTTPResponseError {
+            let status = Int(e.status.code)
+            let problem: Problem
+            switch status {
+            case 404:
+                problem = Problem(status: 404, code: "route.not_found", detail: "No operation is defined at \(request.uri.path); see /openapi.yaml.")
+            case 413:
+                problem = Problem(status: 413, code: "request.too_large", detail: "The body is larger than the limit of \(runtime.maxBodyBytes) bytes.")
+            default:
+                problem = Problem(status: status, code: "request.rejected", detail: Problem.defaultTitle(status))
+            }
+            response = runtime.standaloneProblem(problem, request: request, requestId: requestId)
+        } catch {
+            context.logger.error("unexpected error outside an operation", metadata: ["error": "\(String(reflecting: error))"])
+            response = runtime.standaloneProblem(.internalError(), request: request, requestId: requestId)
+        }
+        response.headers[.xRequestID] = requestId
+        let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15
+            + Double((ContinuousClock.now - start).components.seconds) * 1000
+        context.logger.info(
+            "request",
+            metadata: [
+                "method": .string(request.method.rawValue), "path": .string(request.uri.path),
+                "status": .stringConvertible(response.status.code), "durationMs": .string(String(format: "%.2f", ms)),
+            ])
+        return response
+    }
+
+    /// Accepts a caller's id when it is 1–128 characters of `[A-Za-z0-9._:-]`; otherwise makes one.
+    public static func requestId(from header: String?) -> String {
+        if let h = header, !h.isEmpty, h.utf8.count <= 128,
+            h.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 46 || $0 == 95 || $0 == 45 || $0 == 58 })
+        {
+            return h
+        }
+        return UUIDv7.make().uuidString.lowercased()
+    }
+}
+
+extension HTTPField.Name {
+    public static let xRequestID = HTTPField.Name("X-Request-ID")!
+}
+
+extension Router where Context == SitrepRequestContext {
+    /// Answers methods a path does not support with a 405 problem listing `Allow`.
+    public func methodNotAllowed(path: String, allowed: [HTTPRequest.Method], runtime: APIRuntime) {
+        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete]
+        let allow = allowed.map(\.rawValue).joined(separator: ", ")
+        for m in all where !allowed.contains(m) {
+            self.on(RouterPath(path), method: m) { request, context -> Response in
+                runtime.standaloneProblem(
+                    Problem(status: 405, code: "route.method_not_allowed", title: "Method not allowed",
+                        detail: "\(request.method.rawValue) is not supported here; use \(allow).", headers: [(.allow, allow)]),
+                    request: request, requestId: context.requestId)
+            }
+        }
+    }
+}
+
+/// Time-ordered UUIDs (RFC 9562 version 7).
+public enum UUIDv7 {
+    public static func make(at date: Date = Date()) -> UUID {
+        let ms = UInt64(max(0, date.timeIntervalSince1970 * 1000))
+        var b = [UInt8](repeating: 0, count: 16)
+        var rng = SystemRandomNumberGenerator()
+        for i in 6..<16 { b[i] = UInt8.random(in: 0...255, using: &rng) }
+        b[0] = UInt8((ms >> 40) & 0xff)
+        b[1] = UInt8((ms >> 32) & 0xff)
+        b[2] = UInt8((ms >> 24) & 0xff)
+        b[3] = UInt8((ms >> 16) & 0xff)
+        b[4] = UInt8((ms >> 8) & 0xff)
+        b[5] = UInt8(ms & 0xff)
+        b[6] = 0x70 | (b[6] & 0x0f)
+        b[8] = 0x80 | (b[8] & 0x3f)
+        return UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+    }
+}

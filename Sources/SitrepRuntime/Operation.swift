@@ -1,0 +1,173 @@
+import Foundation
+import HTTPTypes
+import Logging
+
+/// What the spec declares about one operation; generated as a static value per operation and
+/// read by `APIRuntime` to enforce security, roles, MFA, rate limits and idempotency.
+public struct OperationInfo: Sendable {
+    public let id: String
+    public let tag: String
+    public let method: HTTPRequest.Method
+    /// OpenAPI path template, e.g. `/v1/signals/{signalId}`.
+    public let path: String
+    /// Security schemes, any of which authenticates the call; empty means public.
+    public let security: [String]
+    /// `x-roles`: the caller needs at least one.
+    public let roles: [String]
+    /// `x-mfa: required`.
+    public let mfa: Bool
+    /// `x-idempotency: required`.
+    public let idempotency: Bool
+    /// `x-rate-limit`: the policy name.
+    public let rateLimit: String?
+    /// Every status code the operation documents.
+    public let statuses: Set<Int>
+    /// Media types the request body may have; empty when there is no body.
+    public let requestContentTypes: [String]
+    public let bodyRequired: Bool
+    /// `x-planned: true`: answered with a 501 problem until a later issue implements it.
+    public let planned: Bool
+
+    public init(
+        id: String, tag: String, method: HTTPRequest.Method, path: String, security: [String], roles: [String],
+        mfa: Bool, idempotency: Bool, rateLimit: String?, statuses: Set<Int>, requestContentTypes: [String],
+        bodyRequired: Bool, planned: Bool
+    ) {
+        self.id = id
+        self.tag = tag
+        self.method = method
+        self.path = path
+        self.security = security
+        self.roles = roles
+        self.mfa = mfa
+        self.idempotency = idempotency
+        self.rateLimit = rateLimit
+        self.statuses = statuses
+        self.requestContentTypes = requestContentTypes
+        self.bodyRequired = bodyRequired
+        self.planned = planned
+    }
+}
+
+/// What a handler knows about the call besides its typed input. Handlers never see raw HTTP.
+public struct OperationContext: Sendable {
+    public let operation: OperationInfo
+    /// The authenticated caller; nil only for operations whose spec declares `security: []`.
+    public let principal: Principal?
+    public let requestId: String
+    public let clientAddress: String?
+    public let logger: Logger
+    public let receivedAt: Date
+
+    public init(operation: OperationInfo, principal: Principal?, requestId: String, clientAddress: String?, logger: Logger, receivedAt: Date = Date()) {
+        self.operation = operation
+        self.principal = principal
+        self.requestId = requestId
+        self.clientAddress = clientAddress
+        self.logger = logger
+        self.receivedAt = receivedAt
+    }
+
+    /// The caller, for operations that require authentication (always set there).
+    public var caller: Principal {
+        guard let principal else {
+            preconditionFailure("operation \(operation.id) declares no security; it has no caller")
+        }
+        return principal
+    }
+}
+
+/// The raw parts of a request the generated decoders read.
+public struct RequestParts: Sendable {
+    public let path: [String: Substring]
+    public let query: [(Substring, Substring)]
+    public let headers: HTTPFields
+    /// The parsed JSON body, for operations with an `application/json` body.
+    public let json: JSONValue?
+    /// The raw body bytes, for other media types.
+    public let rawBody: [UInt8]?
+    public let contentType: String?
+
+    public init(path: [String: Substring], query: [(Substring, Substring)], headers: HTTPFields, json: JSONValue?, rawBody: [UInt8]?, contentType: String?) {
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.json = json
+        self.rawBody = rawBody
+        self.contentType = contentType
+    }
+
+    public func queryValue(_ name: String) -> Substring? {
+        for (k, v) in query where k == name { return v }
+        return nil
+    }
+
+    public func queryValues(_ name: String) -> [Substring] {
+        var out: [Substring] = []
+        for (k, v) in query where k == name { out.append(v) }
+        return out
+    }
+
+    public func header(_ name: String) -> Substring? {
+        guard let n = HTTPField.Name(name), let v = headers[n] else { return nil }
+        return Substring(v)
+    }
+}
+
+/// A response ready for the wire: what generated `Output` enums encode into.
+public struct EncodedResponse: Sendable {
+    public var status: Int
+    public var headers: [(HTTPField.Name, String)]
+    public var contentType: String?
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String? = nil, body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.contentType = contentType
+        self.body = body
+    }
+
+    /// A JSON body; in test builds (`validate`), the bytes are parsed back and decoded as `T`
+    /// so a handler whose output breaks its schema fails loudly.
+    public static func json<T: JSONEncodable & JSONDecodable>(
+        _ status: Int, _ value: T, headers: [(HTTPField.Name, String)] = [], contentType: String = "application/json", validate: Bool
+    ) throws -> EncodedResponse {
+        var w = JSONWriter(capacity: 1024)
+        value.encodeJSON(to: &w)
+        let bytes = w.bytes
+        if validate {
+            try ResponseValidation.check(T.self, bytes: bytes, status: status)
+        }
+        return EncodedResponse(status: status, headers: headers, contentType: contentType, body: bytes)
+    }
+
+    public static func problem(_ p: Problem, validate: Bool) throws -> EncodedResponse {
+        var all = p.headers
+        all.removeAll { $0.0 == .contentType }
+        return try json(p.status, p, headers: all, contentType: "application/problem+json", validate: validate)
+    }
+}
+
+/// A response that breaks the contract (only raised when response validation is on).
+public struct ContractViolation: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public enum ResponseValidation {
+    public static func check<T: JSONDecodable>(_ type: T.Type, bytes: [UInt8], status: Int) throws {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes)
+        } catch {
+            throw ContractViolation("response \(status) is not valid JSON: \(error.message)")
+        }
+        var errors = ValidationErrors()
+        if T(json: value, at: "", errors: &errors) == nil {
+            let list = errors.items.map { "\($0.pointer.isEmpty ? "/" : $0.pointer): \($0.message)" }.joined(separator: "; ")
+            throw ContractViolation("response \(status) breaks schema \(T.self): \(list)")
+        }
+    }
+}

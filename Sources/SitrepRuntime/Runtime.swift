@@ -1,0 +1,449 @@
+import Crypto
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// Request context for every Sitrep route.
+public struct SitrepRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// `X-Request-ID` taken from the request (when sane) or made; set by `RequestIDMiddleware`.
+    public var requestId: String
+    public let clientAddress: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.requestId = ""
+        self.clientAddress = source.channel.remoteAddress?.ipAddress
+    }
+
+    /// The runtime collects bodies itself with its own limit and 413 problem.
+    public var maxUploadSize: Int { Int.max }
+}
+
+// MARK: - Protocols the runtime calls for spec-declared policies
+
+/// The answer of a rate limiter for one call.
+public struct RateLimitDecision: Sendable, Equatable {
+    public var allowed: Bool
+    public var limit: Int
+    public var remaining: Int
+    /// Seconds until the window frees a slot (used for `Retry-After`).
+    public var retryAfter: Int
+    public init(allowed: Bool, limit: Int, remaining: Int, retryAfter: Int) {
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.retryAfter = retryAfter
+    }
+}
+
+/// Enforces `x-rate-limit: <policy>` per principal (or client address for public operations).
+public protocol RateLimiter: Sendable {
+    /// Policies this limiter knows; the runtime refuses to start when the spec names another.
+    var policies: Set<String> { get }
+    func check(policy: String, key: String) async throws -> RateLimitDecision
+}
+
+/// An in-progress idempotent call, handed back to `complete` or `release`.
+public struct IdempotencyToken: Sendable, Hashable {
+    public let principal: String
+    public let key: String
+    public let fingerprint: String
+    public init(principal: String, key: String, fingerprint: String) {
+        self.principal = principal
+        self.key = key
+        self.fingerprint = fingerprint
+    }
+}
+
+public enum IdempotencyBegin: Sendable {
+    /// First time this key is seen: run the handler, then `complete` or `release`.
+    case proceed(IdempotencyToken)
+    /// Same key and same request: send the saved response again.
+    case replay(EncodedResponse)
+    /// Same key, different request: 422.
+    case mismatch
+    /// Same key still being processed: 409.
+    case inFlight
+}
+
+/// Enforces `x-idempotency: required` (`Idempotency-Key`), scoped per principal.
+public protocol IdempotencyStore: Sendable {
+    func begin(operation: String, principal: String, key: String, fingerprint: String) async throws -> IdempotencyBegin
+    func complete(_ token: IdempotencyToken, response: EncodedResponse) async throws
+    func release(_ token: IdempotencyToken) async
+}
+
+/// An error a dependency (PostgreSQL, Redis, a provider) raises when it cannot be reached; the
+/// runtime answers 503 with `Retry-After` instead of 500.
+public protocol DependencyUnavailableError: Error {
+    var dependency: String { get }
+}
+
+// MARK: - The runtime
+
+/// Everything the generated router needs at run time: the authenticator, policy stores, limits.
+public struct APIRuntime: Sendable {
+    public var authenticator: (any Authenticator)?
+    public var rateLimiter: (any RateLimiter)?
+    public var idempotencyStore: (any IdempotencyStore)?
+    /// Largest accepted request body; larger ones get a 413 problem.
+    public var maxBodyBytes: Int
+    /// Parse every JSON response back and check it against its schema (tests, development).
+    public var validateResponses: Bool
+    /// Conditional Access authentication context id that satisfies `x-mfa: required`.
+    public var stepUpContext: String
+    public var logger: Logger
+
+    public init(
+        authenticator: (any Authenticator)?, rateLimiter: (any RateLimiter)? = nil,
+        idempotencyStore: (any IdempotencyStore)? = nil, maxBodyBytes: Int = 1 << 20,
+        validateResponses: Bool = false, stepUpContext: String = "c1", logger: Logger = Logger(label: "sitrep")
+    ) {
+        self.authenticator = authenticator
+        self.rateLimiter = rateLimiter
+        self.idempotencyStore = idempotencyStore
+        self.maxBodyBytes = maxBodyBytes
+        self.validateResponses = validateResponses
+        self.stepUpContext = stepUpContext
+        self.logger = logger
+    }
+
+    /// Refuses a configuration that cannot honour what the spec declares (checked at start-up, so
+    /// a missing policy is a start-up error, never a silent pass).
+    public func verify(operations: [OperationInfo]) throws {
+        var problems: [String] = []
+        for op in operations where !op.planned {
+            if !op.security.isEmpty && authenticator == nil {
+                problems.append("\(op.id) needs an authenticator")
+            }
+            if let policy = op.rateLimit {
+                if let rateLimiter {
+                    if !rateLimiter.policies.contains(policy) {
+                        problems.append("\(op.id) names rate-limit policy '\(policy)', which is not configured")
+                    }
+                } else {
+                    problems.append("\(op.id) declares x-rate-limit but no rate limiter is configured")
+                }
+            }
+            if op.idempotency && idempotencyStore == nil {
+                problems.append("\(op.id) declares x-idempotency but no idempotency store is configured")
+            }
+        }
+        if !problems.isEmpty {
+            throw ContractViolation("runtime cannot enforce the spec: " + problems.joined(separator: "; "))
+        }
+    }
+
+    /// Runs one operation: policy enforcement, body handling, the handler, error mapping.
+    /// Never throws: every failure becomes a problem response.
+    public func serve(
+        _ op: OperationInfo, request: Request, context: SitrepRequestContext,
+        _ run: @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
+    ) async -> Response {
+        let requestId = context.requestId
+        var logger = context.logger
+        logger[metadataKey: "operation"] = .string(op.id)
+        do {
+            if op.planned {
+                throw ProblemError(
+                    Problem(status: 501, code: "not_implemented", title: "Not implemented",
+                        detail: "\(op.id) is in the contract but not implemented yet (x-planned)."))
+            }
+            // 1. Authentication, roles, MFA step-up.
+            var principal: Principal?
+            if !op.security.isEmpty {
+                let p = try await authenticate(op, request: request)
+                principal = p
+                logger[metadataKey: "principal"] = .string(p.id)
+                if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
+                    throw ProblemError(
+                        Problem(status: 403, code: "auth.forbidden",
+                            detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", "))."))
+                }
+                if op.mfa && !p.authContexts.contains(stepUpContext) {
+                    throw ProblemError(stepUp())
+                }
+            }
+            // 2. Rate limit.
+            if let policy = op.rateLimit, let limiter = rateLimiter {
+                let key = principal?.id ?? context.clientAddress ?? "anonymous"
+                do {
+                    let d = try await limiter.check(policy: policy, key: key)
+                    if !d.allowed {
+                        throw ProblemError(
+                            Problem(status: 429, code: "rate_limit.exceeded",
+                                detail: "Rate limit '\(policy)' allows \(d.limit) requests per window; retry after \(d.retryAfter) s.",
+                                headers: [(.retryAfter, String(d.retryAfter))]))
+                    }
+                } catch let e as ProblemError {
+                    throw e
+                } catch {
+                    // Fail open: a rate-limit store outage must not stop the office working.
+                    logger.warning("rate limiter unavailable, allowing request", metadata: ["error": "\(error)"])
+                }
+            }
+            // 3. Body.
+            var json: JSONValue?
+            var raw: [UInt8]?
+            let contentType = request.headers[.contentType]
+            if !op.requestContentTypes.isEmpty {
+                let bytes = try await collectBody(request)
+                if bytes.isEmpty {
+                    if op.bodyRequired {
+                        throw ProblemError(.badRequest("This operation needs a request body.", code: "request.body_missing"))
+                    }
+                } else {
+                    let mediaType = contentType.map(Self.mediaType) ?? ""
+                    guard op.requestContentTypes.contains(mediaType) else {
+                        throw ProblemError(
+                            Problem(status: 415, code: "request.unsupported_media_type",
+                                detail: "Send the body as \(op.requestContentTypes.joined(separator: " or ")); got \(contentType ?? "no Content-Type")."))
+                    }
+                    if mediaType == "application/json" {
+                        do {
+                            json = try JSONParser.parse(bytes)
+                        } catch {
+                            throw ProblemError(.badRequest("The body is not valid JSON: \(error.message).", code: "request.malformed_json"))
+                        }
+                    }
+                    raw = bytes
+                }
+            }
+            let parts = RequestParts(
+                path: Self.pathParameters(context), query: Self.parseQuery(request.uri.query), headers: request.headers,
+                json: json, rawBody: raw, contentType: contentType)
+            let opContext = OperationContext(
+                operation: op, principal: principal, requestId: requestId, clientAddress: context.clientAddress, logger: logger)
+
+            // 4. Idempotency.
+            var token: IdempotencyToken?
+            if op.idempotency, let store = idempotencyStore {
+                let key = try Self.idempotencyKey(request.headers)
+                let fp = Self.fingerprint(method: request.method, path: request.uri.path, body: raw ?? [])
+                switch try await store.begin(operation: op.id, principal: principal?.id ?? "anonymous", key: key, fingerprint: fp) {
+                case .replay(var saved):
+                    saved.headers.append((HTTPField.Name("Idempotent-Replayed")!, "true"))
+                    return finish(saved, op: op, requestId: requestId, logger: logger)
+                case .mismatch:
+                    throw ProblemError(
+                        Problem(status: 422, code: "idempotency.key_reused",
+                            detail: "This Idempotency-Key was already used with a different request."))
+                case .inFlight:
+                    throw ProblemError(
+                        Problem(status: 409, code: "idempotency.in_flight",
+                            detail: "A request with this Idempotency-Key is still being processed; retry shortly."))
+                case .proceed(let t):
+                    token = t
+                }
+            }
+            // 5. The handler.
+            let out: EncodedResponse
+            do {
+                out = try await run(parts, opContext)
+            } catch {
+                if let token, let store = idempotencyStore { await store.release(token) }
+                throw error
+            }
+            if let token, let store = idempotencyStore {
+                if out.status < 500 && out.status != 400 && out.status != 422 {
+                    try await store.complete(token, response: out)
+                } else {
+                    await store.release(token)
+                }
+            }
+            return finish(out, op: op, requestId: requestId, logger: logger)
+        } catch {
+            return problemResponse(for: error, op: op, request: request, requestId: requestId, logger: logger)
+        }
+    }
+
+    // MARK: helpers
+
+    private func authenticate(_ op: OperationInfo, request: Request) async throws -> Principal {
+        guard let authenticator else {
+            throw ProblemError(Problem.internalError())
+        }
+        if op.security.contains("bearerAuth"), let auth = request.headers[.authorization] {
+            let parts = auth.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+                throw ProblemError(unauthorized(error: "invalid_request", description: "Authorization must be 'Bearer <token>'."))
+            }
+            do {
+                var p = try await authenticator.authenticate(bearerToken: String(parts[1]))
+                p.scheme = "bearerAuth"
+                return p
+            } catch let f as AuthenticationFailure {
+                throw ProblemError(unauthorized(error: f.error, description: f.description))
+            }
+        }
+        if op.security.contains("sessionCookie"), let cookie = request.cookies["__Host-sitrep_session"] {
+            do {
+                if var p = try await authenticator.authenticate(sessionCookie: cookie.value) {
+                    p.scheme = "sessionCookie"
+                    return p
+                }
+            } catch let f as AuthenticationFailure {
+                throw ProblemError(unauthorized(error: f.error, description: f.description))
+            }
+            throw ProblemError(unauthorized(error: "invalid_token", description: "The session is not valid; sign in again."))
+        }
+        throw ProblemError(unauthorized(error: nil, description: "Authentication is required: send a bearer token or a session cookie."))
+    }
+
+    private func unauthorized(error: String?, description: String) -> Problem {
+        var challenge = "Bearer realm=\"sitrep\""
+        if let error {
+            challenge += ", error=\"\(error)\", error_description=\"\(description.replacingOccurrences(of: "\"", with: "'"))\""
+        }
+        return Problem(status: 401, code: error == nil ? "auth.required" : "auth.invalid_token", title: "Unauthorized", detail: description,
+            headers: [(.wwwAuthenticate, challenge)])
+    }
+
+    private func stepUp() -> Problem {
+        let claims = #"{"access_token":{"acrs":{"essential":true,"value":"\#(stepUpContext)"}}}"#
+        let b64 = Data(claims.utf8).base64EncodedString()
+        let challenge = "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(b64)\""
+        return Problem(status: 401, code: "auth.step_up_required", title: "Step-up authentication required",
+            detail: "This operation needs multi-factor authentication (authentication context \(stepUpContext)); acquire a token with the claims in WWW-Authenticate.",
+            headers: [(.wwwAuthenticate, challenge)])
+    }
+
+    private func collectBody(_ request: Request) async throws -> [UInt8] {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+            throw ProblemError(tooLarge())
+        }
+        var out: [UInt8] = []
+        for try await chunk in request.body {
+            if out.count + chunk.readableBytes > maxBodyBytes { throw ProblemError(tooLarge()) }
+            out.append(contentsOf: chunk.readableBytesView)
+        }
+        return out
+    }
+
+    private func tooLarge() -> Problem {
+        Problem(status: 413, code: "request.too_large", detail: "The body is larger than the limit of \(maxBodyBytes) bytes.")
+    }
+
+    static func mediaType(_ contentType: String) -> String {
+        let base = contentType.split(separator: ";", maxSplits: 1).first ?? ""
+        return base.trimmingCharacters(in: .whitespaces).lowercased()
+    }
+
+    static func pathParameters(_ context: SitrepRequestContext) -> [String: Substring] {
+        var out: [String: Substring] = [:]
+        for (k, v) in context.parameters {
+            out[String(k)] = Substring(v.removingPercentEncoding ?? String(v))
+        }
+        return out
+    }
+
+    /// `application/x-www-form-urlencoded` query parsing: `+` is a space, `%XX` decoded.
+    public static func parseQuery(_ query: String?) -> [(Substring, Substring)] {
+        guard let query, !query.isEmpty else { return [] }
+        var out: [(Substring, Substring)] = []
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let k = decodeComponent(kv[0])
+            let v = kv.count > 1 ? decodeComponent(kv[1]) : ""
+            out.append((Substring(k), Substring(v)))
+        }
+        return out
+    }
+
+    private static func decodeComponent(_ s: Substring) -> String {
+        if !s.contains("%") && !s.contains("+") { return String(s) }
+        let plus = s.replacingOccurrences(of: "+", with: " ")
+        return plus.removingPercentEncoding ?? plus
+    }
+
+    static func idempotencyKey(_ headers: HTTPFields) throws -> String {
+        guard var key = headers[HTTPField.Name("Idempotency-Key")!]?.trimmingCharacters(in: .whitespaces), !key.isEmpty else {
+            throw ProblemError(.badRequest("This operation needs an Idempotency-Key header (a unique string per intended write, ≤ 255 characters).", code: "idempotency.key_missing"))
+        }
+        if key.count >= 2 && key.hasPrefix("\"") && key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
+        guard !key.isEmpty, key.utf8.count <= 255 else {
+            throw ProblemError(.badRequest("Idempotency-Key must be 1 to 255 characters.", code: "idempotency.key_invalid"))
+        }
+        return key
+    }
+
+    static func fingerprint(method: HTTPRequest.Method, path: String, body: [UInt8]) -> String {
+        var h = SHA256()
+        h.update(data: Array(method.rawValue.utf8))
+        h.update(data: [0])
+        h.update(data: Array(path.utf8))
+        h.update(data: [0])
+        h.update(data: body)
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    private func finish(_ out: EncodedResponse, op: OperationInfo, requestId: String, logger: Logger) -> Response {
+        guard op.statuses.contains(out.status) else {
+            logger.error("contract violation: \(op.id) answered undocumented status \(out.status)")
+            return Self.response(contractFailure(requestId: requestId, message: "undocumented status \(out.status)"))
+        }
+        return Self.response(out)
+    }
+
+    private func contractFailure(requestId: String, message: String) -> EncodedResponse {
+        var p = Problem.internalError()
+        p.requestId = requestId
+        if validateResponses {
+            p.code = "contract.response_invalid"
+            p.detail = message
+        }
+        return (try? EncodedResponse.problem(p, validate: false)) ?? EncodedResponse(status: 500)
+    }
+
+    func problemResponse(for error: any Error, op: OperationInfo?, request: Request, requestId: String, logger: Logger) -> Response {
+        var problem: Problem
+        switch error {
+        case let e as ProblemError:
+            problem = e.problem
+        case let e as ContractViolation:
+            logger.error("contract violation: \(e.message)")
+            return Self.response(contractFailure(requestId: requestId, message: e.message))
+        case let e as any DependencyUnavailableError:
+            logger.error("dependency unavailable", metadata: ["dependency": .string(e.dependency), "error": "\(error)"])
+            problem = .serviceUnavailable("\(e.dependency) is unavailable; retry shortly.", code: "dependency.unavailable")
+        default:
+            logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
+            problem = .internalError()
+        }
+        problem.requestId = requestId
+        if problem.instance == nil { problem.instance = request.uri.path }
+        if let op, !op.statuses.contains(problem.status) {
+            logger.error("contract violation: \(op.id) would answer undocumented status \(problem.status) (\(problem.code))")
+            return Self.response(contractFailure(requestId: requestId, message: "undocumented status \(problem.status) (\(problem.code))"))
+        }
+        do {
+            return Self.response(try EncodedResponse.problem(problem, validate: validateResponses))
+        } catch {
+            logger.error("contract violation: problem body: \(error)")
+            return Self.response(contractFailure(requestId: requestId, message: "\(error)"))
+        }
+    }
+
+    public static func response(_ out: EncodedResponse) -> Response {
+        var headers = HTTPFields()
+        if let ct = out.contentType { headers[.contentType] = ct }
+        for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
+        let status = HTTPResponse.Status(code: out.status)
+        if out.body.isEmpty {
+            if out.status != 204 && out.status != 304 { headers[.contentLength] = "0" }
+            return Response(status: status, headers: headers)
+        }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out.body)))
+    }
+
+    /// A problem for failures outside any operation (unknown route, wrong method).
+    public func standaloneProblem(_ problem: Problem, request: Request, requestId: String) -> Response {
+        var p = problem
+        p.requestId = requestId
+        if p.instance == nil { p.instance = request.uri.path }
+        return Self.response((try? EncodedResponse.problem(p, validate: false)) ?? EncodedResponse(status: p.status))
+    }
+}

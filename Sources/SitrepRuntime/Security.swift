@@ -1,0 +1,61 @@
+import Foundation
+
+/// Who is calling, as established by an `Authenticator` from a verified credential.
+public struct Principal: Sendable, Hashable {
+    /// Stable id: `"<tid>:<oid>"` for users, `"app:<azp or appid>"` for app-only tokens.
+    public var id: String
+    public var tenantId: String
+    public var objectId: String
+    public var displayName: String?
+    /// App roles from the token's `roles` claim (e.g. `Sitrep.Admin`).
+    public var roles: Set<String>
+    /// Conditional Access authentication contexts satisfied (`acrs` claim), used for MFA step-up.
+    public var authContexts: Set<String>
+    /// True for app-only (client credentials) tokens.
+    public var isApplication: Bool
+    /// Which security scheme of the spec authenticated the call (`bearerAuth`, `sessionCookie`).
+    public var scheme: String
+
+    public init(
+        id: String, tenantId: String, objectId: String, displayName: String? = nil,
+        roles: Set<String>, authContexts: Set<String> = [], isApplication: Bool = false,
+        scheme: String = "bearerAuth"
+    ) {
+        self.id = id
+        self.tenantId = tenantId
+        self.objectId = objectId
+        self.displayName = displayName
+        self.roles = roles
+        self.authContexts = authContexts
+        self.isApplication = isApplication
+        self.scheme = scheme
+    }
+}
+
+/// Why a credential was refused. Mapped by the router to a 401 problem with `WWW-Authenticate`.
+public struct AuthenticationFailure: Error, Sendable, Equatable {
+    /// RFC 6750 error code: `invalid_token`, `invalid_request`.
+    public var error: String
+    /// Human-readable reason, safe to show the caller (never token contents).
+    public var description: String
+    public init(error: String = "invalid_token", description: String) {
+        self.error = error
+        self.description = description
+    }
+}
+
+/// Verifies credentials for the security schemes the spec declares.
+///
+/// The generated router calls it before any handler of an operation that declares security;
+/// a thrown `AuthenticationFailure` becomes a 401 problem. Implementations: the JWT/JWKS
+/// authenticator in the `Auth` target; test authenticators in tests.
+public protocol Authenticator: Sendable {
+    /// Verify a bearer token (`Authorization: Bearer …`).
+    func authenticate(bearerToken: String) async throws -> Principal
+    /// Verify a browser session cookie value. Return nil when sessions are not supported.
+    func authenticate(sessionCookie: String) async throws -> Principal?
+}
+
+extension Authenticator {
+    public func authenticate(sessionCookie: String) async throws -> Principal? { nil }
+}

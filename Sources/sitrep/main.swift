@@ -1,0 +1,5 @@
+import ArgumentParser
+import ServiceLifecycle
+import Handlers
+import Auth
+print("x")
