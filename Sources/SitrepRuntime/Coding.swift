@@ -59,8 +59,7 @@ public enum StringFormat: Sendable {
 /// spec uses is also valid ICU syntax, which `NSRegularExpression` implements.
 public struct Pattern: Sendable {
     public let source: String
-    // NSRegularExpression is immutable after creation and documented as thread-safe for matching.
-    nonisolated(unsafe) private let regex: NSRegularExpression
+    private let regex: NSRegularExpression
 
     public init(_ source: String) {
         self.source = source
@@ -522,5 +521,21 @@ extension Array: JSONDecodable where Element: JSONDecodable {
             return nil
         }
         self = items
+    }
+}
+
+extension CalendarDate: Codable {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let d = CalendarDate(s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "not a date (YYYY-MM-DD): \(s)")
+        }
+        self = d
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
     }
 }

@@ -49,7 +49,7 @@ public struct Problem: Sendable, Equatable, Error {
         self.code = code
         self.title = title ?? Problem.defaultTitle(status)
         self.detail = detail
-        self.type = type ?? "https://sitrep.dev/problems/" + code.replacingOccurrences(of: ".", with: "/")
+        self.type = type ?? "/problems/" + code
         self.instance = instance
         self.requestId = requestId
         self.errors = errors

@@ -193,7 +193,7 @@ public struct APIRuntime: Sendable {
                 let bytes = try await collectBody(request)
                 if bytes.isEmpty {
                     if op.bodyRequired {
-                        throw ProblemError(.badRequest("This operation needs a request body.", code: "request.body_missing"))
+                        throw ProblemError(.badRequest("This operation needs a request body.", code: "request.malformed_json"))
                     }
                 } else {
                     let mediaType = contentType.map(Self.mediaType) ?? ""
@@ -298,7 +298,7 @@ public struct APIRuntime: Sendable {
         if let error {
             challenge += ", error=\"\(error)\", error_description=\"\(description.replacingOccurrences(of: "\"", with: "'"))\""
         }
-        return Problem(status: 401, code: error == nil ? "auth.required" : "auth.invalid_token", title: "Unauthorized", detail: description,
+        return Problem(status: 401, code: "auth.unauthenticated", title: "Unauthorized", detail: description,
             headers: [(.wwwAuthenticate, challenge)])
     }
 
@@ -361,11 +361,17 @@ public struct APIRuntime: Sendable {
 
     static func idempotencyKey(_ headers: HTTPFields) throws -> String {
         guard var key = headers[HTTPField.Name("Idempotency-Key")!]?.trimmingCharacters(in: .whitespaces), !key.isEmpty else {
-            throw ProblemError(.badRequest("This operation needs an Idempotency-Key header (a unique string per intended write, ≤ 255 characters).", code: "idempotency.key_missing"))
+            throw ProblemError(
+                Problem(status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
+                    detail: "This operation needs an Idempotency-Key header (a unique string per intended write, 1–255 characters).",
+                    errors: [FieldError(pointer: "/header/Idempotency-Key", message: "is required")]))
         }
         if key.count >= 2 && key.hasPrefix("\"") && key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
         guard !key.isEmpty, key.utf8.count <= 255 else {
-            throw ProblemError(.badRequest("Idempotency-Key must be 1 to 255 characters.", code: "idempotency.key_invalid"))
+            throw ProblemError(
+                Problem(status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
+                    detail: "Idempotency-Key must be 1 to 255 characters.",
+                    errors: [FieldError(pointer: "/header/Idempotency-Key", message: "must be 1 to 255 characters")]))
         }
         return key
     }

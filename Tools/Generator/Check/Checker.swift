@@ -443,8 +443,7 @@ public struct Checker {
                 need(415, "takes a request body")
                 need(422, "takes a request body")
             }
-            if hasQueryOrHeader { need(400, "takes query or header parameters") }
-            if hasPath { need(404, "takes path parameters") }
+            if hasQueryOrHeader || hasPath { need(400, "takes parameters") }
             if requiresIfMatch {
                 need(412, "requires If-Match")
                 need(428, "requires If-Match")

@@ -259,7 +259,7 @@ public enum ServerRenderer {
                 body.line("let _\(p.swiftName) = ParamDecoding.required(\(f), at: \(ptr), errors: &errors, ok: &pathOK)")
             }
             body.open("guard pathOK else")
-            body.line("throw ProblemError(Problem(status: 404, code: \"resource.not_found\", detail: \"No resource has this identifier.\", errors: errors.items))")
+            body.line("throw ProblemError(Problem(status: 400, code: \"request.invalid_parameter\", title: \"Invalid parameters\", detail: \"A path parameter is invalid.\", errors: errors.items))")
             body.close()
         }
         for p in otherParams where isIfMatch(p) {
@@ -287,7 +287,7 @@ public enum ServerRenderer {
                 }
             }
             body.open("guard ok else")
-            body.line("throw ProblemError(Problem(status: 400, code: \"request.invalid_parameters\", title: \"Invalid parameters\", detail: errors.items.count == 1 ? \"1 parameter is invalid.\" : \"\\(errors.items.count) parameters are invalid.\", errors: errors.items))")
+            body.line("throw ProblemError(Problem(status: 400, code: \"request.invalid_parameter\", title: \"Invalid parameters\", detail: errors.items.count == 1 ? \"1 parameter is invalid.\" : \"\\(errors.items.count) parameters are invalid.\", errors: errors.items))")
             body.close()
         }
         if let rb = op.requestBody {

@@ -1,0 +1,85 @@
+import Foundation
+import Generated
+import PostgresNIO
+import SitrepRuntime
+
+extension SitrepHandlers {
+    public func getDashboard(_ input: GetDashboard.Input, context: OperationContext) async throws -> GetDashboard.Output {
+        let now = Date()
+        let windowHours = 24
+        // Viewers see only approved or distributed briefings.
+        let p = context.caller
+        let viewerOnly = p.roles.isDisjoint(with: ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"])
+        return try await database {
+            async let posture = postureEntries(context: context)
+            async let stats = signalStats(since: now.addingTimeInterval(-Double(windowHours) * 3600), context: context)
+            async let briefing = latestBriefing(viewerOnly: viewerOnly, context: context)
+            async let actions = actionStats(now: now, context: context)
+            let (s, total) = try await stats
+            return .ok(
+                Dashboard(
+                    generatedAt: now, posture: try await posture,
+                    signals: SignalStats(
+                        windowHours: windowHours, total: total,
+                        bySeverity: SeverityCounts(low: s["severity:low"] ?? 0, medium: s["severity:medium"] ?? 0, high: s["severity:high"] ?? 0, critical: s["severity:critical"] ?? 0),
+                        byCategory: CategoryCounts(
+                            geopolitical: s["category:geopolitical"] ?? 0, economic: s["category:economic"] ?? 0,
+                            security: s["category:security"] ?? 0, technology: s["category:technology"] ?? 0,
+                            health: s["category:health"] ?? 0, climate: s["category:climate"] ?? 0,
+                            regulatory: s["category:regulatory"] ?? 0, reputational: s["category:reputational"] ?? 0),
+                        byStatus: SignalStatusCounts(
+                            new: s["status:new"] ?? 0, acknowledged: s["status:acknowledged"] ?? 0,
+                            escalated: s["status:escalated"] ?? 0, dismissed: s["status:dismissed"] ?? 0)),
+                    latestBriefing: try await briefing, actions: try await actions))
+        }
+    }
+
+    /// Counts keyed `severity:<v>`, `category:<v>`, `status:<v>` in one grouped scan, and the total.
+    func signalStats(since: Date, context: OperationContext) async throws -> ([String: Int], Int) {
+        let rows = try await db.query(
+            """
+            SELECT severity, category, status, count(*)::int8 FROM signals WHERE published_at >= \(since)
+            GROUP BY GROUPING SETS ((severity), (category), (status), ())
+            """, logger: context.logger)
+        var out: [String: Int] = [:]
+        var total = 0
+        for try await (severity, category, status, count) in rows.decode((String?, String?, String?, Int64).self) {
+            if let severity { out["severity:" + severity] = Int(count) }
+            else if let category { out["category:" + category] = Int(count) }
+            else if let status { out["status:" + status] = Int(count) }
+            else { total = Int(count) }
+        }
+        return (out, total)
+    }
+
+    func latestBriefing(viewerOnly: Bool, context: OperationContext) async throws -> BriefingSummary? {
+        let rows = try await db.query(
+            """
+            SELECT id, title, status, to_char(briefing_date, 'YYYY-MM-DD'), updated_at FROM briefings
+            WHERE NOT \(viewerOnly) OR status IN ('approved', 'distributed')
+            ORDER BY briefing_date DESC, updated_at DESC, id DESC LIMIT 1
+            """, logger: context.logger)
+        for try await (id, title, status, date, updatedAt) in rows.decode((UUID, String, String, String, Date).self) {
+            guard let d = CalendarDate(date), let s = BriefingStatus(rawValue: status) else { continue }
+            return BriefingSummary(id: id, title: title, status: s, briefingDate: d, updatedAt: updatedAt)
+        }
+        return nil
+    }
+
+    func actionStats(now: Date, context: OperationContext) async throws -> ActionStats {
+        let week = now.addingTimeInterval(7 * 86400)
+        let rows = try await db.query(
+            """
+            SELECT count(*) FILTER (WHERE status = 'open')::int8,
+                   count(*) FILTER (WHERE status = 'in_progress')::int8,
+                   count(*) FILTER (WHERE status = 'blocked')::int8,
+                   count(*) FILTER (WHERE status IN ('open', 'in_progress', 'blocked') AND due_at < \(now))::int8,
+                   count(*) FILTER (WHERE status IN ('open', 'in_progress', 'blocked') AND due_at >= \(now) AND due_at < \(week))::int8
+            FROM actions
+            """, logger: context.logger)
+        for try await (open, inProgress, blocked, overdue, dueSoon) in rows.decode((Int64, Int64, Int64, Int64, Int64).self) {
+            return ActionStats(open: Int(open), inProgress: Int(inProgress), blocked: Int(blocked), overdue: Int(overdue), dueNext7Days: Int(dueSoon))
+        }
+        return ActionStats(open: 0, inProgress: 0, blocked: 0, overdue: 0, dueNext7Days: 0)
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import Generated
+import Logging
+import PostgresNIO
+import Redis
+import SitrepRuntime
+
+/// The handwritten implementation of the generated protocols: domain rules over PostgreSQL and
+/// Redis. Handlers never see raw HTTP; the generated router decoded and authorised the call.
+public struct SitrepHandlers: SitrepAPI {
+    let db: PostgresClient
+    let redis: RedisClient
+    /// Names of migrations present on disk but not applied (readiness: "migrations current").
+    let pendingMigrations: @Sendable () async throws -> [String]
+    let stepUpContext: String
+
+    public init(
+        db: PostgresClient, redis: RedisClient, stepUpContext: String,
+        pendingMigrations: @escaping @Sendable () async throws -> [String]
+    ) {
+        self.db = db
+        self.redis = redis
+        self.stepUpContext = stepUpContext
+        self.pendingMigrations = pendingMigrations
+    }
+}
+
+extension OperationContext {
+    /// How a person is shown in `setBy`/`triagedBy`: the display name at write time, else the id.
+    var actorLabel: String { principal?.displayName ?? principal?.id ?? "anonymous" }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SitrepRuntime
+
+/// Opaque keyset cursors: the id of the last item on the page, base64url-encoded with a version,
+/// so the next page continues strictly after it in (time, id) order even while rows are added.
+enum Cursor {
+    static func encode(_ id: UUID) -> String {
+        let raw = "v1:" + id.uuidString.lowercased()
+        return Data(raw.utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// The id inside a cursor, or a 400 problem naming the parameter.
+    static func decode(_ cursor: String?) throws -> UUID? {
+        guard let cursor else { return nil }
+        var b64 = cursor.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while b64.count % 4 != 0 { b64 += "=" }
+        guard let data = Data(base64Encoded: b64), let raw = String(data: data, encoding: .utf8), raw.hasPrefix("v1:"),
+            let id = UUID(uuidString: String(raw.dropFirst(3)))
+        else {
+            throw ProblemError(
+                Problem(status: 400, code: "pagination.invalid_cursor", title: "Invalid cursor",
+                    detail: "The cursor is not one this API issued; start again without it.",
+                    errors: [FieldError(pointer: "/query/cursor", message: "is not a valid cursor")]))
+        }
+        return id
+    }
+}
+
+/// ETags are the resource's row version, quoted.
+enum ETag {
+    static func make(_ version: Int) -> String { "\"\(version)\"" }
+
+    /// The version an `If-Match` value names, or nil when it names none we could have issued.
+    static func version(fromIfMatch header: String) -> Int? {
+        var v = header.trimmingCharacters(in: .whitespaces)
+        if v.hasPrefix("W/") { v = String(v.dropFirst(2)) }
+        guard v.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") else { return nil }
+        return Int(v.dropFirst().dropLast())
+    }
+}
+
+/// PostgreSQL could not be reached; answered as 503 by the runtime.
+struct DatabaseUnavailable: DependencyUnavailableError, CustomStringConvertible {
+    let dependency = "PostgreSQL"
+    let underlying: String
+    var description: String { "PostgreSQL unavailable: \(underlying)" }
+}
+
+extension PSQLError {
+    /// Whether the error means the database is unreachable rather than the query being wrong.
+    var isConnectionFailure: Bool {
+        switch code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed,
+            .uncleanShutdown:
+            return true
+        default:
+            return serverInfo == nil && underlying != nil
+        }
+    }
+}
+
+/// Runs a database operation, turning connectivity failures into `DatabaseUnavailable` (503).
+func database<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let e as PSQLError where e.isConnectionFailure {
+        throw DatabaseUnavailable(underlying: "\(e.code)")
+    } catch let e as PostgresTransactionError {
+        if let inner = (e.beginError ?? e.closureError ?? e.commitError) as? PSQLError, inner.isConnectionFailure {
+            throw DatabaseUnavailable(underlying: "\(inner.code)")
+        }
+        if let p = e.closureError as? ProblemError { throw p }
+        throw e
+    }
+}
+
+/// One row in the shared, hash-chained audit log, written inside the caller's transaction.
+struct AuditRecord {
+    var action: String
+    var entityType: String
+    var entityId: String
+    var fromState: String?
+    var toState: String?
+    var reason: String?
+    var outcome: String = "success"
+    var details: String?
+
+    func insert(on connection: PostgresConnection, context: OperationContext) async throws {
+        let actor = context.principal?.id ?? "anonymous"
+        let roles = Array(context.principal?.roles ?? []).sorted()
+        try await connection.query(
+            """
+            INSERT INTO audit_events (actor_id, actor_roles, action, entity_type, entity_id, from_state, to_state, reason,
+                                      request_id, client_address, outcome, details)
+            VALUES (\(actor), \(roles), \(action), \(entityType), \(entityId), \(fromState), \(toState), \(reason),
+                    \(context.requestId), \(context.clientAddress), \(outcome), \(details)::jsonb)
+            """, logger: context.logger)
+    }
+}

@@ -1,0 +1,310 @@
+import Foundation
+
+/// Appends JSON bytes to a growing buffer. Generated encoders call these in schema order, e.g.
+/// `w.raw("{\"id\":"); w.uuid(id); w.raw(",\"name\":"); w.string(name); w.raw("}")`.
+///
+/// The writer does no structural checking: the caller is responsible for punctuation.
+public struct JSONWriter: Sendable {
+    /// The JSON written so far.
+    public var bytes: [UInt8] { buffer }
+
+    // Kept apart from the read-only `bytes` so the small hot methods can be `@inlinable` into
+    // generated encoders in other modules (an inlinable body can't use a `private(set)` setter).
+    @usableFromInline
+    var buffer: [UInt8]
+
+    public init(capacity: Int = 1024) {
+        buffer = []
+        buffer.reserveCapacity(capacity)
+    }
+
+    /// Appends literal ASCII such as `{"id":` (keys and punctuation) as is.
+    @inlinable
+    public mutating func raw(_ s: StaticString) {
+        if s.hasPointerRepresentation {
+            buffer.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+        } else {
+            s.withUTF8Buffer { buffer.append(contentsOf: $0) }
+        }
+    }
+
+    /// Appends one byte as is.
+    @inlinable
+    public mutating func raw(_ byte: UInt8) {
+        buffer.append(byte)
+    }
+
+    /// A quoted string. Escapes `"` `\` and control characters (`\n` `\r` `\t` `\b` `\f`, others as
+    /// `\u00XX`), plus U+2028/U+2029 (as `\u2028`/`\u2029`) so output is safe inside JavaScript;
+    /// everything else is copied as raw UTF-8.
+    public mutating func string(_ s: String) {
+        buffer.append(UInt8(ascii: "\""))
+        let done: Void? = s.utf8.withContiguousStorageIfAvailable { utf8 in
+            appendEscaped(utf8)
+        }
+        if done == nil {
+            var copy = s
+            copy.withUTF8 { appendEscaped($0) }
+        }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    public mutating func int(_ v: Int) {
+        int(Int64(v))
+    }
+
+    public mutating func int(_ v: Int64) {
+        if v >= 0, v < 10 {
+            buffer.append(UInt8(truncatingIfNeeded: v) &+ UInt8(ascii: "0"))
+            return
+        }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
+            var start = Self.putDecimal(v.magnitude, endingAt: 20, into: scratch)
+            if v < 0 {
+                start -= 1
+                scratch[start] = UInt8(ascii: "-")
+            }
+            buffer.append(contentsOf: UnsafeMutableBufferPointer(rebasing: scratch[start...]))
+        }
+    }
+
+    public mutating func int(_ v: Int32) {
+        int(Int64(v))
+    }
+
+    /// The shortest text that parses back to the same `Double`. Whole numbers within ±2^53 are
+    /// written without a fraction (`1`, `-0`), others in plain decimal notation when that is short
+    /// (`0.1`, `-12.25`), else as Swift prints them with `e+` shortened to `e` (`1e-07`, `1e20`,
+    /// `1.7976931348623157e308`). NaN and infinities have no JSON form and are written as `null`.
+    public mutating func double(_ v: Double) {
+        guard v.isFinite else {
+            null()
+            return
+        }
+        let magnitude = v.magnitude
+        if magnitude <= 9_007_199_254_740_992, v.rounded(.towardZero) == v {
+            if v == 0, v.sign == .minus {
+                raw("-0")
+            } else {
+                int(Int64(v))
+            }
+            return
+        }
+        if appendShortDecimal(v) {
+            return
+        }
+        var text = v.description
+        text.withUTF8 { utf8 in
+            if let plus = utf8.firstIndex(of: UInt8(ascii: "+")) {
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[..<plus]))
+                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[(plus + 1)...]))
+            } else {
+                buffer.append(contentsOf: utf8)
+            }
+        }
+    }
+
+    @inlinable
+    public mutating func bool(_ v: Bool) {
+        if v {
+            raw("true")
+        } else {
+            raw("false")
+        }
+    }
+
+    @inlinable
+    public mutating func null() {
+        raw("null")
+    }
+
+    /// A quoted lowercase UUID, `"0193b0c2-7d4e-7a3b-9c1d-2e3f4a5b6c7d"`.
+    public mutating func uuid(_ v: UUID) {
+        withUnsafeBytes(of: v.uuid) { uuidBytes in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 38) { scratch in
+                scratch[0] = UInt8(ascii: "\"")
+                var index = 1
+                for byteIndex in 0..<16 {
+                    if byteIndex == 4 || byteIndex == 6 || byteIndex == 8 || byteIndex == 10 {
+                        scratch[index] = UInt8(ascii: "-")
+                        index += 1
+                    }
+                    let byte = uuidBytes[byteIndex]
+                    scratch[index] = Self.lowercaseHex(byte >> 4)
+                    scratch[index + 1] = Self.lowercaseHex(byte & 0x0F)
+                    index += 2
+                }
+                scratch[37] = UInt8(ascii: "\"")
+                buffer.append(contentsOf: scratch)
+            }
+        }
+    }
+
+    /// A quoted RFC 3339 UTC timestamp, see `WireFormat.formatDateTime`.
+    public mutating func dateTime(_ v: Date) {
+        WireFormat.appendDateTime(v, quoted: true, to: &buffer)
+    }
+
+    /// A quoted `YYYY-MM-DD`.
+    public mutating func date(_ v: CalendarDate) {
+        buffer.append(UInt8(ascii: "\""))
+        WireFormat.appendDate(year: v.year, month: v.month, day: v.day, to: &buffer)
+        buffer.append(UInt8(ascii: "\""))
+    }
+
+    // MARK: Internals
+
+    @inline(__always)
+    static func lowercaseHex(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? nibble &+ UInt8(ascii: "0") : nibble &+ (UInt8(ascii: "a") &- 10)
+    }
+
+    /// Writes `value` in decimal so that its last digit is at `end - 1`; returns the index of the
+    /// first digit.
+    @inline(__always)
+    static func putDecimal(_ value: UInt64, endingAt end: Int, into scratch: UnsafeMutableBufferPointer<UInt8>)
+        -> Int
+    {
+        var index = end
+        var remaining = value
+        repeat {
+            let (quotient, digit) = remaining.quotientAndRemainder(dividingBy: 10)
+            index -= 1
+            scratch[index] = UInt8(truncatingIfNeeded: digit) &+ UInt8(ascii: "0")
+            remaining = quotient
+        } while remaining != 0
+        return index
+    }
+
+    /// Writes `v` in plain decimal notation if a short such text reads back as exactly `v`: up to 8
+    /// fraction digits below 2^20, up to 4 below 2^30, using as few digits as possible (so the
+    /// output is what Swift's `description` prints, minus the allocation). Returns false, writing
+    /// nothing, otherwise. `v` must be finite and not whole.
+    mutating func appendShortDecimal(_ v: Double) -> Bool {
+        let magnitude = v.magnitude
+        let scale: Double
+        var fractionDigits: Int
+        if magnitude >= 1e-4, magnitude < 1_048_576 {
+            scale = 1e8
+            fractionDigits = 8
+        } else if magnitude >= 1_048_576, magnitude < 1_073_741_824 {
+            scale = 1e4
+            fractionDigits = 4
+        } else {
+            return false
+        }
+        // In these ranges v * scale is within 0.03 of any short decimal that reads back as v, so
+        // rounding finds it. `scaled` and `scale` are exact and IEEE division rounds correctly, so
+        // the check below is precisely what a parser would make of the text scaled / scale.
+        let scaled = (v * scale).rounded()
+        guard scaled / scale == v else { return false }
+        // Trailing zeros can go: the text still denotes the same number. At least one fraction
+        // digit remains because `v` is not whole.
+        var digits = Int64(scaled)
+        while digits % 10 == 0 {
+            digits /= 10
+            fractionDigits -= 1
+        }
+        appendFixedPoint(digits, fractionDigits: fractionDigits)
+        return true
+    }
+
+    mutating func appendFixedPoint(_ digits: Int64, fractionDigits: Int) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { scratch in
+            // Fraction digits (zero-padded) right-aligned, then the point, then the integer part.
+            var remaining = digits.magnitude
+            var index = 24
+            for _ in 0..<fractionDigits {
+                let (quotient, digit) = remaining.quotientAndRemainder(dividingBy: 10)
+                index -= 1
+                scratch[index] = UInt8(truncatingIfNeeded: digit) &+ UInt8(ascii: "0")
+                remaining = quotient
+            }
+            index -= 1
+            scratch[index] = UInt8(ascii: ".")
+            index = Self.putDecimal(remaining, endingAt: index, into: scratch)
+            if digits < 0 {
+                index -= 1
+                scratch[index] = UInt8(ascii: "-")
+            }
+            buffer.append(contentsOf: UnsafeMutableBufferPointer(rebasing: scratch[index...]))
+        }
+    }
+
+    /// True if any of the 8 bytes in `word` is < 0x20, `"`, `\` or 0xE2 (lead byte of U+2028/9).
+    /// Exact for "any", which is all the caller needs.
+    @inline(__always)
+    static func mayNeedEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let control = (word &- ones &* 0x20) & ~word
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let lineSeparatorLead = word ^ (ones &* 0xE2)
+        let zeros =
+            ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+            | ((lineSeparatorLead &- ones) & ~lineSeparatorLead)
+        return (control | zeros) & highs != 0
+    }
+
+    /// Copies runs of bytes that need no escaping in one go.
+    mutating func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
+        guard let base = utf8.baseAddress else { return }
+        let count = utf8.count
+        var runStart = 0
+        var index = 0
+        while index < count {
+            // Skip clean 8-byte blocks.
+            while index &+ 8 <= count,
+                !Self.mayNeedEscape(UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)))
+            {
+                index &+= 8
+            }
+            // Then look at bytes one by one until the end of the flagged block.
+            let blockEnd = Swift.min(index &+ 8, count)
+            while index < blockEnd {
+                let byte = base[index]
+                if byte >= 0x20, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\"), byte != 0xE2 {
+                    index &+= 1
+                    continue
+                }
+                if byte == 0xE2 {
+                    // U+2028 is E2 80 A8, U+2029 is E2 80 A9.
+                    guard index + 2 < count, base[index + 1] == 0x80, base[index + 2] & 0xFE == 0xA8 else {
+                        index &+= 1
+                        continue
+                    }
+                    appendRun(base, from: runStart, to: index)
+                    raw(base[index + 2] == 0xA8 ? "\\u2028" : "\\u2029")
+                    index &+= 3
+                    runStart = index
+                    continue
+                }
+                appendRun(base, from: runStart, to: index)
+                switch byte {
+                case UInt8(ascii: "\""): raw("\\\"")
+                case UInt8(ascii: "\\"): raw("\\\\")
+                case 0x0A: raw("\\n")
+                case 0x0D: raw("\\r")
+                case 0x09: raw("\\t")
+                case 0x08: raw("\\b")
+                case 0x0C: raw("\\f")
+                default:
+                    raw("\\u00")
+                    buffer.append(Self.lowercaseHex(byte >> 4))
+                    buffer.append(Self.lowercaseHex(byte & 0x0F))
+                }
+                index &+= 1
+                runStart = index
+            }
+        }
+        appendRun(base, from: runStart, to: count)
+    }
+
+    @inline(__always)
+    mutating func appendRun(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int) {
+        if end > start {
+            buffer.append(contentsOf: UnsafeBufferPointer(start: base + start, count: end - start))
+        }
+    }
+}

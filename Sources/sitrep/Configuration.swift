@@ -1,0 +1,140 @@
+import Foundation
+
+/// Everything `sitrep` reads from its environment, validated at start: one clear line per bad
+/// or missing value, then exit code 2.
+struct Configuration: Sendable {
+    enum Environment: String, Sendable { case development, test, production }
+
+    var environment: Environment
+    var host: String
+    var port: Int
+    var databaseURL: String
+    var redisURL: String
+    var dataDirectory: String
+    var migrationsDirectory: String
+    var oidcIssuer: String?
+    var oidcAudience: String?
+    var oidcTenantId: String?
+    var oidcJWKSURL: String?
+    var devIssuerKeyPath: String?
+    var maxBodyBytes: Int
+    var rateLimits: [String: RateLimitPolicy]
+    var stepUpContext: String
+    var logLevel: String
+    var validateResponses: Bool
+    var databasePoolSize: Int
+
+    struct RateLimitPolicy: Sendable, Equatable {
+        var limit: Int
+        var windowSeconds: Int
+    }
+
+    struct Errors: Error {
+        var lines: [String]
+    }
+
+    /// The variables, their defaults and meaning (also rendered in the README's table).
+    static let documented: [(String, String, String)] = [
+        ("SITREP_ENV", "development", "development, test or production; production refuses the local dev issuer"),
+        ("SITREP_HOST", "0.0.0.0", "address to listen on"),
+        ("SITREP_PORT", "8080", "port to listen on"),
+        ("SITREP_DATABASE_URL", "(required)", "postgres://user:pass@host:port/db?sslmode=disable|require|verify-full"),
+        ("SITREP_REDIS_URL", "(required)", "redis://[:password@]host:port/db"),
+        ("SITREP_DATA_DIR", ".data/dev", "local state for development (the dev issuer key)"),
+        ("SITREP_MIGRATIONS_DIR", "./migrations", "where `sitrep migrate` finds NNNN_name.sql files"),
+        ("SITREP_OIDC_ISSUER", "(dev issuer)", "exact token issuer, e.g. https://login.microsoftonline.com/{tenant}/v2.0; required in production"),
+        ("SITREP_OIDC_AUDIENCE", "api://sitrep", "the API's client id; tokens must carry it in aud; required in production"),
+        ("SITREP_OIDC_TENANT_ID", "(none)", "when set, tokens' tid must equal it"),
+        ("SITREP_OIDC_JWKS_URL", "(discovered)", "JWKS URL; default from the issuer's /.well-known/openid-configuration"),
+        ("SITREP_DEV_ISSUER_KEY", "$SITREP_DATA_DIR/dev-issuer-key.pem", "private key of the local dev issuer (not in production)"),
+        ("SITREP_MAX_BODY_BYTES", "1048576", "largest accepted request body"),
+        ("SITREP_RATE_LIMITS", "writes=60/60,ingest=600/60,auth=20/60,webhook=600/60", "policy=requests/seconds, per principal"),
+        ("SITREP_MFA_CONTEXT", "c1", "Conditional Access authentication context id required by x-mfa operations"),
+        ("SITREP_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
+        ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
+        ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
+    ]
+
+    static func load(_ env: [String: String] = ProcessInfo.processInfo.environment, needsServices: Bool = true) throws(Errors) -> Configuration {
+        var errors: [String] = []
+        func value(_ key: String) -> String? {
+            guard let v = env[key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
+            return v
+        }
+        func int(_ key: String, default d: Int, range: ClosedRange<Int>) -> Int {
+            guard let raw = value(key) else { return d }
+            guard let v = Int(raw), range.contains(v) else {
+                errors.append("\(key)=\(raw) is not valid: expected an integer in \(range.lowerBound)...\(range.upperBound)")
+                return d
+            }
+            return v
+        }
+
+        var environment = Environment.development
+        if let raw = value("SITREP_ENV") {
+            if let e = Environment(rawValue: raw) {
+                environment = e
+            } else {
+                errors.append("SITREP_ENV=\(raw) is not valid: expected development, test or production")
+            }
+        }
+        let port = int("SITREP_PORT", default: 8080, range: 1...65535)
+        let databaseURL = value("SITREP_DATABASE_URL") ?? ""
+        let redisURL = value("SITREP_REDIS_URL") ?? ""
+        if needsServices {
+            if databaseURL.isEmpty { errors.append("SITREP_DATABASE_URL is missing: set it to postgres://user:pass@host:port/db") }
+            if redisURL.isEmpty { errors.append("SITREP_REDIS_URL is missing: set it to redis://host:port/0") }
+        }
+        if !databaseURL.isEmpty, !(databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://")) {
+            errors.append("SITREP_DATABASE_URL is not valid: it must start with postgres://")
+        }
+        if !redisURL.isEmpty, !redisURL.hasPrefix("redis://") {
+            errors.append("SITREP_REDIS_URL is not valid: it must start with redis://")
+        }
+        let dataDirectory = value("SITREP_DATA_DIR") ?? ".data/dev"
+        let issuer = value("SITREP_OIDC_ISSUER")
+        let devKey = value("SITREP_DEV_ISSUER_KEY")
+        if environment == .production {
+            if issuer == nil { errors.append("SITREP_OIDC_ISSUER is missing: production needs the real token issuer") }
+            if value("SITREP_OIDC_AUDIENCE") == nil { errors.append("SITREP_OIDC_AUDIENCE is missing: production needs the API's client id") }
+            if devKey != nil { errors.append("SITREP_DEV_ISSUER_KEY is set: the local dev issuer is refused in production") }
+        }
+        if let issuer, URL(string: issuer)?.scheme == nil {
+            errors.append("SITREP_OIDC_ISSUER=\(issuer) is not valid: expected an https URL")
+        }
+        var limits: [String: RateLimitPolicy] = [:]
+        let rawLimits = value("SITREP_RATE_LIMITS") ?? "writes=60/60,ingest=600/60,auth=20/60,webhook=600/60"
+        for part in rawLimits.split(separator: ",") {
+            let kv = part.split(separator: "=")
+            let nums = kv.count == 2 ? kv[1].split(separator: "/") : []
+            guard kv.count == 2, nums.count == 2, let n = Int(nums[0]), let w = Int(nums[1]), n > 0, w > 0 else {
+                errors.append("SITREP_RATE_LIMITS entry '\(part)' is not valid: expected policy=requests/seconds")
+                continue
+            }
+            limits[String(kv[0]).trimmingCharacters(in: .whitespaces)] = RateLimitPolicy(limit: n, windowSeconds: w)
+        }
+        let logLevel = value("SITREP_LOG_LEVEL") ?? "info"
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) {
+            errors.append("SITREP_LOG_LEVEL=\(logLevel) is not valid: expected trace, debug, info, notice, warning, error or critical")
+        }
+        var validate = environment != .production
+        if let raw = value("SITREP_VALIDATE_RESPONSES") {
+            switch raw {
+            case "true", "1": validate = true
+            case "false", "0": validate = false
+            default: errors.append("SITREP_VALIDATE_RESPONSES=\(raw) is not valid: expected true or false")
+            }
+        }
+        let config = Configuration(
+            environment: environment, host: value("SITREP_HOST") ?? "0.0.0.0", port: port, databaseURL: databaseURL,
+            redisURL: redisURL, dataDirectory: dataDirectory, migrationsDirectory: value("SITREP_MIGRATIONS_DIR") ?? "migrations",
+            oidcIssuer: issuer, oidcAudience: value("SITREP_OIDC_AUDIENCE"), oidcTenantId: value("SITREP_OIDC_TENANT_ID"),
+            oidcJWKSURL: value("SITREP_OIDC_JWKS_URL"),
+            devIssuerKeyPath: environment == .production ? nil : (devKey ?? dataDirectory + "/dev-issuer-key.pem"),
+            maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)), rateLimits: limits,
+            stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
+            databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500))
+        if !errors.isEmpty { throw Errors(lines: errors) }
+        return config
+    }
+}

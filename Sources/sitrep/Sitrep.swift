@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+@main
+struct Sitrep: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sitrep",
+        abstract: "Sitrep: the API behind the Data & AI Office's leadership platform.",
+        discussion: "Configuration comes from SITREP_* environment variables; see the README's table.",
+        subcommands: [Serve.self, Migrate.self, SeedDemo.self, DevToken.self]
+    )
+}
+
+/// Loads the configuration or exits with code 2 after one line per problem.
+func loadConfiguration(needsServices: Bool = true) -> Configuration {
+    do {
+        return try Configuration.load(needsServices: needsServices)
+    } catch {
+        for line in error.lines {
+            FileHandle.standardError.write(Data("sitrep: \(line)\n".utf8))
+        }
+        exit(2)
+    }
+}
+
+func bootstrapLogging(_ config: Configuration) {
+    let level = Logger.Level(rawValue: config.logLevel) ?? .info
+    LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+}
+
+/// Prints a one-line operator error and exits with code 1 (no stack trace).
+func die(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("sitrep: \(message)\n".utf8))
+    exit(1)
+}

@@ -1,5 +1,0 @@
-import ArgumentParser
-import ServiceLifecycle
-import Handlers
-import Auth
-print("x")

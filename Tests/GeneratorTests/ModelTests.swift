@@ -1,0 +1,89 @@
+import Foundation
+@testable import GeneratorCore
+import Testing
+
+@Suite("model stage")
+struct ModelTests {
+    let model: APIModel
+
+    init() throws {
+        model = ModelBuilder.build(try Loader.load(text: Fixtures.mini))
+    }
+
+    @Test func operationsInSpecOrder() {
+        #expect(model.operations.map(\.operationId) == ["listNotes", "createNote", "deleteNote"])
+        #expect(model.operations.map(\.typeName) == ["ListNotes", "CreateNote", "DeleteNote"])
+        #expect(model.tags == [TagModel(name: "Notes", protocolName: "NotesAPI", description: "Notes to self.")])
+    }
+
+    @Test func enforcementDeclarations() throws {
+        let create = try #require(model.operations.first { $0.operationId == "createNote" })
+        #expect(create.security == ["bearerAuth"])
+        #expect(create.roles == ["Sitrep.Admin"])
+        #expect(create.rateLimit == "writes")
+        #expect(!create.mfa && !create.idempotency && !create.planned)
+        let delete = try #require(model.operations.first { $0.operationId == "deleteNote" })
+        #expect(delete.planned)
+    }
+
+    @Test func parametersWithDefaultsAndArrays() throws {
+        let list = try #require(model.operations.first)
+        #expect(list.parameters.map(\.swiftName) == ["limit", "level"])
+        #expect(list.parameters[0].defaultValue == "50")
+        #expect(list.parameters[0].type == .integer(minimum: .init(value: 1, exclusive: false), maximum: .init(value: 200, exclusive: false), int32: false))
+        #expect(list.parameters[1].type == .array(.named("Level", isEnum: true), minItems: nil, maxItems: nil))
+    }
+
+    @Test func responsesSortedWithHeaders() throws {
+        let create = try #require(model.operations.first { $0.operationId == "createNote" })
+        #expect(create.responses.map(\.status) == [201, 400, 401, 403, 413, 415, 422, 429, 500])
+        #expect(create.responses[0].headers.map(\.swiftName) == ["location", "etag"])
+        #expect(create.responses[0].body == .json(.named("Note", isEnum: false)))
+        #expect(create.responses[1].body == .problem)
+    }
+
+    @Test func objectPropertiesKeepConstraintsAndNullability() throws {
+        guard case .object(let note)? = model.schemas.first(where: { $0.name == "Note" }) else {
+            Issue.record("Note missing")
+            return
+        }
+        let byName = Dictionary(uniqueKeysWithValues: note.properties.map { ($0.jsonName, $0) })
+        #expect(byName["region"]?.nullable == true && byName["region"]?.required == false)
+        #expect(byName["due"]?.nullable == true && byName["due"]?.required == true)
+        #expect(byName["parent"]?.type == .named("NoteInput", isEnum: false) && byName["parent"]?.nullable == true)
+        #expect(byName["score"]?.type == .number(minimum: .init(value: 0, exclusive: false), maximum: .init(value: 1, exclusive: false)))
+        guard case .object(let input)? = model.schemas.first(where: { $0.name == "NoteInput" }) else { return }
+        #expect(input.closed)
+    }
+
+    @Test func enumCasesAreSwiftNames() {
+        guard case .enumeration(let level)? = model.schemas.first(where: { $0.name == "Level" }) else {
+            Issue.record("Level missing")
+            return
+        }
+        #expect(level.cases == [EnumCaseIR(name: "low", value: "low"), EnumCaseIR(name: "veryHigh", value: "very_high")])
+    }
+}
+
+@Suite("render stage")
+struct RenderTests {
+    @Test(arguments: ["Types.swift", "Operations.swift", "Protocols.swift", "Router.swift", "Spec.swift"])
+    func goldenFiles(name: String) throws {
+        let spec = try Loader.load(text: Fixtures.mini)
+        let files = ServerRenderer.render(ModelBuilder.build(spec), specText: spec.text)
+        let text = try #require(files[name])
+        #expect(try Fixtures.golden(name, text), "Render of \(name) differs from Fixtures/golden/\(name); run with UPDATE_GOLDENS=1 if the change is intended")
+    }
+
+    @Test func outputIsDeterministic() throws {
+        let a = ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)
+        let b = ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)
+        #expect(a == b)
+    }
+
+    @Test func theRealContractPassesTheChecks() throws {
+        let url = Fixtures.directory.appendingPathComponent("../../../api/openapi.yaml").standardized
+        let spec = try Loader.load(file: url.path)
+        #expect(Checker.check(spec).map(\.description) == [])
+    }
+}
