@@ -3,9 +3,12 @@
 public struct APIModel: Equatable, Sendable {
     public var title: String
     public var version: String
+    public var description: String? = nil
     public var schemas: [SchemaDecl]
     public var tags: [TagModel]
     public var operations: [OperationModel]
+    /// Each component schema's first example as JSON text, by schema name (for round-trip tests).
+    public var examples: [String: String] = [:]
 }
 
 public enum StringFormatIR: String, Equatable, Sendable {
@@ -136,6 +139,7 @@ public struct OperationModel: Equatable, Sendable {
     public var method: String
     public var path: String
     public var summary: String?
+    public var description: String? = nil
     public var parameters: [ParameterIR]
     public var requestBody: RequestBodyIR?
     public var responses: [ResponseIR]

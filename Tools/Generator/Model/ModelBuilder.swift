@@ -127,6 +127,7 @@ public enum ModelBuilder {
                     idempotency: (ext["x-idempotency"]?.value as? String) == "required",
                     rateLimit: ext["x-rate-limit"]?.value as? String,
                     planned: (ext["x-planned"]?.value as? Bool) ?? false))
+            operations[operations.count - 1].description = op.description
         }
 
         let tagNames = (doc.tags ?? []).map(\.name)
@@ -138,7 +139,17 @@ public enum ModelBuilder {
             tags.append(TagModel(name: t, protocolName: Naming.upperCamel(t) + "API", description: nil))
         }
 
-        return APIModel(title: doc.info.title, version: doc.info.version, schemas: schemas, tags: tags, operations: operations)
+        var examples: [String: String] = [:]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        for (key, schema) in doc.components.schemas {
+            if let first = schema.examples.first, let data = try? encoder.encode(first) {
+                examples[key.rawValue] = String(decoding: data, as: UTF8.self)
+            }
+        }
+        return APIModel(
+            title: doc.info.title, version: doc.info.version, description: doc.info.description, schemas: schemas, tags: tags,
+            operations: operations, examples: examples)
     }
 
     /// A schema's IR type and whether it is nullable.

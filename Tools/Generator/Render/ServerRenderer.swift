@@ -471,11 +471,37 @@ public enum ServerRenderer {
     static func spec(_ model: APIModel, specText: String) -> String {
         var w = SwiftWriter()
         w.line(header)
+        w.line("import SitrepRuntime")
+        w.line()
         w.doc("The contract this code was generated from, served at /openapi.yaml byte for byte.")
         w.open("public enum SitrepSpec")
         w.line("public static let title = \(SwiftLiteral.string(model.title))")
         w.line("public static let version = \(SwiftLiteral.string(model.version))")
         w.line("public static let yaml = \(SwiftLiteral.string(specText))")
+        w.doc("The contract rendered as a self-contained HTML reference, served at /docs.")
+        w.line("public static let docsHTML = \(SwiftLiteral.string(DocsRenderer.render(model)))")
+        w.close()
+        w.line()
+        w.doc("Every component schema by name: its example from the spec, and a decode-then-encode of a JSON value.")
+        w.open("public enum SitrepSchemas")
+        w.line("public static let names: [String] = [\(model.schemas.map { SwiftLiteral.string($0.name) }.joined(separator: ", "))]")
+        w.line()
+        w.line("public static let examples: [String: String] = [")
+        for s in model.schemas {
+            if let ex = model.examples[s.name] { w.line("    \(SwiftLiteral.string(s.name)): \(SwiftLiteral.string(ex)),") }
+        }
+        if model.examples.isEmpty { w.line("    :") }
+        w.line("]")
+        w.line()
+        w.doc("Decodes `value` as schema `name` (checking every constraint) and encodes it again; nil when it fails.")
+        w.open("public static func roundTrip(_ name: String, _ value: JSONValue, errors: inout ValidationErrors) -> [UInt8]?")
+        w.line("switch name {")
+        for s in model.schemas {
+            w.line("case \(SwiftLiteral.string(s.name)): return \(s.name)(json: value, at: \"\", errors: &errors)?.jsonBytes()")
+        }
+        w.line("default: return nil")
+        w.line("}")
+        w.close()
         w.close()
         return w.text
     }

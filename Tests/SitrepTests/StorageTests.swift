@@ -1,0 +1,654 @@
+import Foundation
+import PostgresNIO
+import Storage
+import Testing
+
+// MARK: - DatabaseConfiguration (no database needed)
+
+@Suite("DatabaseConfiguration")
+struct DatabaseConfigurationTests {
+    @Test func parsesAFullURL() throws {
+        let config = try DatabaseConfiguration(
+            url: "postgres://sitrep:s%40cr%3At@db.example.com:6543/sitrep_prod?sslmode=verify-full&pool_max=7&connect_timeout=3")
+        #expect(config.username == "sitrep")
+        #expect(config.host == "db.example.com")
+        #expect(config.port == 6543)
+        #expect(config.database == "sitrep_prod")
+        #expect(config.sslMode == .verifyFull)
+        #expect(config.poolMax == 7)
+        #expect(config.connectTimeoutSeconds == 3)
+        let client = config.clientConfiguration
+        #expect(client.username == "sitrep")
+        #expect(client.password == "s@cr:t")
+        #expect(client.host == "db.example.com")
+        #expect(client.port == 6543)
+        #expect(client.database == "sitrep_prod")
+        #expect(client.options.maximumConnections == 7)
+        #expect(client.options.connectTimeout == .seconds(3))
+        #expect(!config.redactedDescription.contains("s@cr"))
+        #expect(config.redactedDescription.contains("sslmode=verify-full"))
+    }
+
+    @Test func defaults() throws {
+        let config = try DatabaseConfiguration(url: "postgresql://app@localhost/app")
+        #expect(config.port == 5432)
+        #expect(config.sslMode == .prefer)
+        #expect(config.poolMax == 20)
+        #expect(config.clientConfiguration.options.maximumConnections == 20)
+        #expect(config.clientConfiguration.password == nil)
+        #expect(config.connectTimeoutSeconds == 10)
+    }
+
+    @Test func ipv6AndSocket() throws {
+        let v6 = try DatabaseConfiguration(url: "postgres://u:p@[::1]:5433/d?sslmode=disable")
+        #expect(v6.host == "::1")
+        #expect(v6.port == 5433)
+        let socket = try DatabaseConfiguration(url: "postgres://u@/d?host=/var/run/postgresql")
+        #expect(socket.host == nil)
+        #expect(socket.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5432")
+        #expect(socket.clientConfiguration.unixSocketPath == "/var/run/postgresql/.s.PGSQL.5432")
+    }
+
+    @Test func passwordWithUnescapedAt() throws {
+        let config = try DatabaseConfiguration(url: "postgres://u:p@ss/w@h:1/d")
+        #expect(config.clientConfiguration.password == "p@ss/w")
+        #expect(config.host == "h")
+    }
+
+    @Test(arguments: [
+        ("mysql://u@h/d", "scheme 'mysql://'"),
+        ("u:secret@h/d", "must start with postgres://"),
+        ("", "empty"),
+        ("postgres://h/d", "no user name"),
+        ("postgres://:secret@h/d", "empty user name"),
+        ("postgres://u:secret@h:99999/d", "port '99999'"),
+        ("postgres://u:secret@h:abc/d", "port 'abc'"),
+        ("postgres://u:secret@/d", "no host"),
+        ("postgres://u:secret@h/d?sslmode=maybe", "sslmode 'maybe'"),
+        ("postgres://u:secret@h/d?pool_max=0", "pool_max '0'"),
+        ("postgres://u:secret@h/d?pool_max=lots", "pool_max 'lots'"),
+        ("postgres://u:secret@h/d?connect_timeout=-1", "connect_timeout '-1'"),
+        ("postgres://u:secret@h/d?sslmod=require", "parameter 'sslmod' is not supported"),
+        ("postgres://u:secret@h/d?pool_max=1&pool_max=2", "more than once"),
+        ("postgres://u:secret@h/d?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "sslrootcert file '/nonexistent/ca.pem'"),
+        ("postgres://u:sec%zzret@h/d", "invalid %-escape in the password"),
+        ("postgres://u:secret@h1,h2/d", "several hosts"),
+        ("postgres://u:secret@::1/d", "IPv6"),
+    ])
+    func rejectsWithOneClearLine(url: String, expected: String) {
+        do {
+            _ = try DatabaseConfiguration(url: url)
+            Issue.record("expected \(url) to be rejected")
+        } catch {
+            #expect(error.description.contains(expected), "\(error.description)")
+            #expect(!error.description.contains("secret"), "error leaks the password: \(error.description)")
+            #expect(!error.description.contains("\n"))
+        }
+    }
+}
+
+@Suite("Connection check", .enabled(if: TestDatabase.isConfigured))
+struct DatabaseConnectionCheckTests {
+    @Test func reachableServerPasses() async throws {
+        let config = try DatabaseConfiguration(url: TestDatabase.serverURL ?? "")
+        try await config.checkConnection(logger: TestDatabase.logger)
+    }
+
+    @Test func missingDatabaseIsOneClearLine() async throws {
+        let server = try DatabaseConfiguration(url: TestDatabase.serverURL ?? "")
+        let host = server.host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? ""
+        let socket = server.unixSocketPath.map { path in
+            "&host=" + String(path.prefix(upTo: path.range(of: "/.s.PGSQL.")?.lowerBound ?? path.endIndex))
+        } ?? ""
+        let url = "postgres://\(server.username)@\(host):\(server.port)/sitrep_no_such_db?sslmode=\(server.sslMode.rawValue)\(socket)"
+        let config = try DatabaseConfiguration(url: url)
+        let error = await #expect(throws: DatabaseConfigurationError.self) {
+            try await config.checkConnection(logger: TestDatabase.logger)
+        }
+        #expect(error?.description.contains("sitrep_no_such_db\" does not exist") == true, "\(error?.description ?? "")")
+        #expect(error?.description.contains("\n") == false)
+    }
+
+    @Test func refusedPortIsReportedNotAwaitedForever() async throws {
+        let config = try DatabaseConfiguration(url: "postgres://nobody:secret@127.0.0.1:1/x?sslmode=disable&connect_timeout=2")
+        let error = await #expect(throws: DatabaseConfigurationError.self) {
+            try await config.checkConnection(logger: TestDatabase.logger)
+        }
+        #expect(error?.description.contains("cannot connect to postgres://nobody@127.0.0.1:1/x") == true, "\(error?.description ?? "")")
+        #expect(error?.description.contains("secret") == false)
+    }
+}
+
+// MARK: - MigrationSource (files only)
+
+@Suite("MigrationSource")
+struct MigrationSourceTests {
+    func withTemporaryDirectory<T>(_ files: [String: String], _ body: (URL) throws -> T) throws -> T {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("sitrep-migrations-\(UInt64.random(in: 0...UInt64.max))", isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for (name, content) in files {
+            try Data(content.utf8).write(to: directory.appendingPathComponent(name))
+        }
+        return try body(directory)
+    }
+
+    @Test func loadsSortedWithChecksumsAndIgnoresOtherFiles() throws {
+        let migrations = try withTemporaryDirectory([
+            "0002_second.sql": "abc",
+            "0001_first.sql": "",
+            "README.md": "not a migration",
+            ".gitkeep": "",
+        ]) { try MigrationSource.load(directory: $0) }
+        #expect(migrations.map(\.version) == [1, 2])
+        #expect(migrations.map(\.name) == ["first", "second"])
+        #expect(migrations.map(\.fileName) == ["0001_first.sql", "0002_second.sql"])
+        // SHA-256 test vectors for "" and "abc"
+        #expect(migrations[0].checksum == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(migrations[1].checksum == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    @Test func duplicateVersionNamesBothFiles() throws {
+        let error = try withTemporaryDirectory(["0003_a.sql": "", "0003_b.sql": ""]) { directory in
+            #expect(throws: MigrationError.self) { try MigrationSource.load(directory: directory) }
+        }
+        #expect(error?.kind == .duplicateVersion)
+        #expect(error?.description.contains("0003_a.sql") == true)
+        #expect(error?.description.contains("0003_b.sql") == true)
+    }
+
+    @Test(arguments: ["1_short.sql", "0001-dash.sql", "0001_Upper.sql", "0001_.sql", "abcd_x.sql", "0000_zero.sql"])
+    func badNameIsAnErrorNamingTheFile(fileName: String) throws {
+        let error = try withTemporaryDirectory([fileName: "select 1"]) { directory in
+            #expect(throws: MigrationError.self) { try MigrationSource.load(directory: directory) }
+        }
+        #expect(error?.kind == .badFileName)
+        #expect(error?.description.contains(fileName) == true)
+    }
+
+    @Test func missingDirectory() {
+        let error = #expect(throws: MigrationError.self) {
+            try MigrationSource.load(directory: URL(fileURLWithPath: "/nonexistent/migrations"))
+        }
+        #expect(error?.description.contains("/nonexistent/migrations") == true)
+    }
+
+    @Test func projectMigrationsLoad() throws {
+        let migrations = try TestDatabase.loadMigrations()
+        #expect(migrations.first?.fileName == "0001_initial.sql")
+        #expect(Set(migrations.map(\.version)).count == migrations.count)
+    }
+}
+
+// MARK: - Migrator (real PostgreSQL)
+
+@Suite("Migrator", .enabled(if: TestDatabase.isConfigured))
+struct MigratorTests {
+    let logger = TestDatabase.logger
+
+    func tableExists(_ name: String, _ client: PostgresClient) async throws -> Bool {
+        let rows = try await client.query("SELECT to_regclass(\(name)) IS NOT NULL")
+        for try await exists in rows.decode(Bool.self) { return exists }
+        return false
+    }
+
+    func appliedVersions(_ client: PostgresClient) async throws -> [Int] {
+        var versions: [Int] = []
+        for try await version in try await client.query("SELECT version FROM schema_migrations ORDER BY version").decode(Int.self) {
+            versions.append(version)
+        }
+        return versions
+    }
+
+    @Test func migrateAppliesAllThenNothing() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let all = try TestDatabase.loadMigrations()
+            let migrator = Migrator(client: db.client, migrations: all, logger: logger)
+            #expect(try await migrator.pending() == all)
+
+            let applied = try await migrator.migrate()
+            #expect(applied == all)
+            #expect(try await migrator.pending().isEmpty)
+            #expect(try await appliedVersions(db.client) == all.map(\.version))
+
+            let again = try await migrator.migrate()
+            #expect(again.isEmpty)
+            #expect(try await appliedVersions(db.client) == all.map(\.version))
+
+            // the recorded checksum is the file's
+            for try await (version, checksum) in try await db.client.query(
+                "SELECT version, checksum FROM schema_migrations ORDER BY version"
+            ).decode((Int, String).self) {
+                #expect(all.first { $0.version == version }?.checksum == checksum)
+            }
+        }
+    }
+
+    @Test func twoMigratorsAtOnceApplyEachMigrationOnce() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            // The project's migrations plus a slow one, so the second instance
+            // really has to wait on the advisory lock.
+            let all = try TestDatabase.loadMigrations()
+                + [Migration(version: 900_000, name: "slow", sql: "SELECT pg_sleep(0.3);")]
+            let (first, second) = try await db.withExtraClient { other in
+                async let a = Migrator(client: db.client, migrations: all, logger: logger).migrate()
+                async let b = Migrator(client: other, migrations: all, logger: logger).migrate()
+                return try await (a, b)
+            }
+            #expect(first.count + second.count == all.count)
+            #expect(first.isEmpty || second.isEmpty)
+            #expect(try await appliedVersions(db.client) == all.map(\.version))
+            // The lock was released: nobody holds it now.
+            let rows = try await db.client.query(
+                """
+                SELECT count(*) FROM pg_locks
+                WHERE locktype = 'advisory' AND granted
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                """)
+            for try await count in rows.decode(Int.self) { #expect(count == 0) }
+        }
+    }
+
+    @Test func changedChecksumRefusesAndAppliesNothing() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let v1 = Migration(version: 1, name: "first", sql: "CREATE TABLE first_t (x int);")
+            try await Migrator(client: db.client, migrations: [v1], logger: logger).migrate()
+
+            let edited = Migration(version: 1, name: "first", sql: "CREATE TABLE first_t (x int, y int);")
+            let v2 = Migration(version: 2, name: "second", sql: "CREATE TABLE second_t (x int);")
+            let migrator = Migrator(client: db.client, migrations: [edited, v2], logger: logger)
+            let error = await #expect(throws: MigrationError.self) { try await migrator.migrate() }
+            #expect(error?.kind == .changedAfterApplied)
+            #expect(error?.description.contains("migration 0001_first.sql was changed after it was applied") == true)
+            #expect(error?.description.contains(String(v1.checksum.prefix(12))) == true)
+            #expect(error?.description.contains(String(edited.checksum.prefix(12))) == true)
+            #expect(try await tableExists("second_t", db.client) == false)
+            #expect(try await appliedVersions(db.client) == [1])
+        }
+    }
+
+    @Test func appliedVersionWithoutFileRefuses() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let v1 = Migration(version: 1, name: "first", sql: "SELECT 1;")
+            let v2 = Migration(version: 2, name: "second", sql: "SELECT 2;")
+            try await Migrator(client: db.client, migrations: [v1, v2], logger: logger).migrate()
+            let v3 = Migration(version: 3, name: "third", sql: "CREATE TABLE third_t (x int);")
+            let error = await #expect(throws: MigrationError.self) {
+                try await Migrator(client: db.client, migrations: [v1, v3], logger: logger).migrate()
+            }
+            #expect(error?.kind == .missingFile)
+            #expect(error?.description.contains("0002_second.sql") == true)
+            #expect(try await tableExists("third_t", db.client) == false)
+        }
+    }
+
+    @Test func outOfOrderMigrationRefuses() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let v1 = Migration(version: 1, name: "first", sql: "SELECT 1;")
+            let v3 = Migration(version: 3, name: "third", sql: "SELECT 3;")
+            try await Migrator(client: db.client, migrations: [v1, v3], logger: logger).migrate()
+            let v2 = Migration(version: 2, name: "second", sql: "CREATE TABLE second_t (x int);")
+            let error = await #expect(throws: MigrationError.self) {
+                try await Migrator(client: db.client, migrations: [v1, v2, v3], logger: logger).migrate()
+            }
+            #expect(error?.kind == .outOfOrder)
+            #expect(error?.description.contains("0002_second.sql") == true)
+            #expect(try await tableExists("second_t", db.client) == false)
+        }
+    }
+
+    @Test func pendingListsWhatIsNotApplied() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let v1 = Migration(version: 1, name: "first", sql: "SELECT 1;")
+            let v2 = Migration(version: 2, name: "second", sql: "SELECT 2;")
+            let v3 = Migration(version: 3, name: "third", sql: "SELECT 3;")
+            #expect(try await Migrator(client: db.client, migrations: [v1, v2, v3], logger: logger).pending() == [v1, v2, v3])
+            try await Migrator(client: db.client, migrations: [v1], logger: logger).migrate()
+            #expect(try await Migrator(client: db.client, migrations: [v1, v2, v3], logger: logger).pending() == [v2, v3])
+        }
+    }
+
+    @Test func failingMigrationRollsBackAndSaysWhere() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let v1 = Migration(version: 1, name: "first", sql: "CREATE TABLE first_t (x int);")
+            let v2 = Migration(version: 2, name: "broken", sql: "CREATE TABLE half_t (x int);\nINSERT INTO nope VALUES (1);\n")
+            let migrator = Migrator(client: db.client, migrations: [v1, v2], logger: logger)
+            let error = await #expect(throws: MigrationError.self) { try await migrator.migrate() }
+            #expect(error?.kind == .failed)
+            let text = error?.description ?? ""
+            #expect(text.contains("0002_broken.sql"), "\(text)")
+            #expect(text.contains("line 2"), "\(text)")
+            #expect(text.contains("\"nope\" does not exist"), "\(text)")
+            let firstExists = try await tableExists("first_t", db.client)
+            let halfExists = try await tableExists("half_t", db.client)
+            #expect(firstExists)
+            #expect(!halfExists)
+            let stillPending = try await migrator.pending()
+            #expect(stillPending == [v2])
+            // and the lock was given back: a fixed file applies
+            let fixed = Migration(version: 2, name: "broken", sql: "CREATE TABLE half_t (x int);")
+            let applied = try await Migrator(client: db.client, migrations: [v1, fixed], logger: logger).migrate()
+            #expect(applied == [fixed])
+        }
+    }
+
+    @Test func multiStatementFilesWithQuotesCommentsAndEmptyFiles() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let tricky = Migration(version: 1, name: "tricky", sql: """
+                -- a comment; with a semicolon
+                /* block; /* nested */ comment */
+                CREATE TABLE t (s text);
+                INSERT INTO t VALUES ('it''s; fine'), ($$dollar; $sitrep_sql$ quoted$$), (E'escaped\\'; quote');
+                CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $fn$ BEGIN RETURN 1; END $fn$;
+                CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;
+                -- trailing comment without newline
+                """)
+            let empty = Migration(version: 2, name: "only_comments", sql: "-- nothing yet\n/* still nothing */\n")
+            let applied = try await Migrator(client: db.client, migrations: [tricky, empty], logger: logger).migrate()
+            #expect(applied == [tricky, empty])
+            var values: [String] = []
+            for try await value in try await db.client.query("SELECT s FROM t ORDER BY s").decode(String.self) {
+                values.append(value)
+            }
+            #expect(values == ["dollar; $sitrep_sql$ quoted", "escaped'; quote", "it's; fine"])
+        }
+    }
+}
+
+// MARK: - Schema
+
+@Suite("Schema", .enabled(if: TestDatabase.isConfigured))
+struct StorageSchemaTests {
+    @Test func postureIsSeededAtNormal() async throws {
+        try await TestDatabase.with { db in
+            var rows: [String: String] = [:]
+            for try await (domain, level, version, setBy, setAt) in try await db.client.query(
+                "SELECT domain, level, version, set_by, set_at FROM posture"
+            ).decode((String, String, Int, String?, Date?).self) {
+                rows[domain] = level
+                #expect(version == 1)
+                #expect(setBy == nil)
+                #expect(setAt == nil)
+            }
+            #expect(rows == [
+                "cyber": "normal", "physical": "normal", "financial": "normal",
+                "operational": "normal", "reputational": "normal", "information": "normal",
+            ])
+        }
+    }
+
+    @Test func signalsConstraintsAndGeneratedColumns() async throws {
+        try await TestDatabase.with { db in
+            let id = UUID()
+            let rows = try await db.client.query(
+                """
+                INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence,
+                                     model_version, tags, published_at, content_hash)
+                VALUES (\(id), 'reuters', 'r-1', 'Port strike spreads', 'Dockworkers walk out', 'economic', 'high', 0.9,
+                        'm-1', ARRAY['ports','labour'], now(), 'abc')
+                RETURNING severity_rank, status, version, search_vector @@ websearch_to_tsquery('simple', 'dockworkers')
+                """)
+            for try await (rank, status, version, matches) in rows.decode((Int, String, Int, Bool).self) {
+                #expect(rank == 3)
+                #expect(status == "new")
+                #expect(version == 1)
+                #expect(matches)
+            }
+            // (source, source_id) is unique
+            await #expect(throws: PSQLError.self) {
+                try await db.client.query(
+                    """
+                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence,
+                                         model_version, published_at, content_hash)
+                    VALUES (\(UUID()), 'reuters', 'r-1', 't', 's', 'economic', 'low', 0.1, 'm', now(), 'x')
+                    """)
+            }
+            // enums and ranges are checked
+            for (category, severity, confidence) in [("weather", "low", 0.5), ("economic", "severe", 0.5), ("economic", "low", 1.5)] {
+                let error = await #expect(throws: PSQLError.self) {
+                    try await db.client.query(
+                        """
+                        INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence,
+                                             model_version, published_at, content_hash)
+                        VALUES (\(UUID()), 'x', \(UUID().uuidString), 't', 's', \(category), \(severity), \(confidence), 'm', now(), 'x')
+                        """)
+                }
+                #expect(error?.serverInfo?[.sqlState] == "23514")
+            }
+        }
+    }
+}
+
+// MARK: - Audit log
+
+@Suite("Audit log", .enabled(if: TestDatabase.isConfigured))
+struct AuditChainTests {
+    func event(_ n: Int) -> AuditEventInput {
+        AuditEventInput(
+            action: "posture.set",
+            outcome: n % 5 == 4 ? .refused : .succeeded,
+            actorId: n % 3 == 0 ? "system:worker" : "user-\(n)",
+            actorName: n % 3 == 0 ? nil : "عمر Omar \(n)",
+            actorRoles: n % 2 == 0 ? ["Sitrep.Executive", "Sitrep.Viewer"] : [],
+            entityType: "posture",
+            entityId: "cyber",
+            fromState: "normal",
+            toState: n % 2 == 0 ? "elevated" : nil,
+            reason: "رفع مستوى الجاهزية — raised \(n)",
+            requestId: "req-\(n)",
+            clientAddress: "203.0.113.\(n % 250)",
+            details: n % 2 == 0 ? ["n": .int(Int64(n)), "tags": ["a", "é\"\\\n"], "ok": true, "none": nil, "x": 1.5] : nil)
+    }
+
+    func append(_ count: Int, from start: Int = 0, client: PostgresClient) async throws -> [AuditRecord] {
+        var records: [AuditRecord] = []
+        for n in start..<(start + count) {
+            let stored = try await client.withTransaction(logger: TestDatabase.logger) { connection in
+                try await appendAudit(event(n), on: connection)
+            }
+            records.append(stored)
+        }
+        return records
+    }
+
+    func expectRefused(_ sql: String, _ client: PostgresClient) async {
+        let error = await #expect(throws: PSQLError.self) {
+            try await client.query(PostgresQuery(unsafeSQL: sql))
+        }
+        #expect(error?.serverInfo?[.sqlState] == "42501", "\(sql)")
+        #expect(error?.serverInfo?[.message]?.contains("append-only") == true, "\(sql)")
+    }
+
+    @Test func appendReturnsTheStoredChainedRow() async throws {
+        try await TestDatabase.with { db in
+            let chosen = UUID()
+            var input = event(0)
+            input.id = chosen
+            let first = try await db.client.withConnection { try await appendAudit(input, on: $0) }
+            let more = try await append(2, from: 1, client: db.client)
+            let records = [first] + more
+            #expect(first.id == chosen)
+            #expect(records.map(\.sequence) == [1, 2, 3])
+            #expect(records[0].prevHash == nil)
+            #expect(records[1].prevHash == records[0].hash)
+            #expect(records[2].prevHash == records[1].hash)
+            #expect(records[1].id != records[2].id)
+            // database-made ids are UUIDv7
+            #expect(records[1].id.uuidString.dropFirst(14).first == "7")
+            #expect(records[0].reason == event(0).reason)
+            #expect(records[0].actorId == "system:worker")
+            #expect(records[1].actorName == "عمر Omar 1")
+            #expect(records[0].actorRoles == ["Sitrep.Executive", "Sitrep.Viewer"])
+            #expect(records[0].outcome == "succeeded")
+            #expect(records[0].detailsJSON?.contains("\"tags\"") == true)
+            #expect(records[1].detailsJSON == nil)
+            #expect(records[2].hashHex.count == 64)
+            for (index, stored) in records.enumerated() {
+                #expect(stored.computedHash(previous: index == 0 ? nil : records[index - 1].hash) == stored.hash)
+            }
+            let page = try await fetchAuditRecords(entityType: "posture", entityId: "cyber", afterSequence: 1, limit: 1, on: db.client)
+            #expect(page.map(\.sequence) == [2])
+            #expect(try await fetchAuditRecords(entityType: "signal", on: db.client).isEmpty)
+        }
+    }
+
+    @Test func swiftCanonicalFormMatchesTheDatabase() async throws {
+        try await TestDatabase.with { db in
+            _ = try await append(6, client: db.client)
+            let rows = try await db.client.query(
+                "SELECT \(unescaped: AuditRecord.selectList), convert_to(audit_canonical(e), 'UTF8') FROM audit_events e ORDER BY sequence")
+            var count = 0
+            for try await row in rows {
+                let record = try AuditRecord(row: row)
+                let canonical = try row.makeRandomAccess()[19].decode(ByteBuffer.self)
+                #expect(record.canonicalBytes == Array(canonical.readableBytesView), "event \(record.sequence)")
+                count += 1
+            }
+            #expect(count == 6)
+        }
+    }
+
+    @Test func chainVerifiesAcrossPagesAndConcurrentWriters() async throws {
+        try await TestDatabase.with { db in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<4 {
+                    group.addTask { _ = try await append(10, from: writer * 100, client: db.client) }
+                }
+                try await group.waitForAll()
+            }
+            // a rolled-back event leaves no trace, not even a gap
+            await #expect(throws: (any Error).self) {
+                try await db.client.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await appendAudit(event(999), on: connection)
+                    throw CancellationError()
+                }
+            }
+            let last = try await append(2, from: 500, client: db.client)
+            #expect(last.map(\.sequence) == [41, 42])
+
+            let result = try await AuditVerifier(pageSize: 7).verify(client: db.client)
+            #expect(result.valid)
+            #expect(result.eventsChecked == 42)
+            #expect(result.firstSequence == 1)
+            #expect(result.lastSequence == 42)
+            #expect(result.headHash == last[1].hash)
+            #expect(result.brokenAtSequence == nil)
+            #expect(result.problem == nil)
+        }
+    }
+
+    @Test func emptyLogVerifies() async throws {
+        try await TestDatabase.with { db in
+            let result = try await AuditVerifier().verify(client: db.client)
+            #expect(result.valid)
+            #expect(result.eventsChecked == 0)
+            #expect(result.firstSequence == nil)
+            #expect(result.headHash == nil)
+        }
+    }
+
+    @Test func updateDeleteTruncateAreRefusedByTheDatabase() async throws {
+        try await TestDatabase.with { db in
+            _ = try await append(2, client: db.client)
+            await expectRefused("UPDATE audit_events SET reason = 'x'", db.client)
+            await expectRefused("UPDATE audit_events SET reason = 'x' WHERE false", db.client)
+            await expectRefused("DELETE FROM audit_events", db.client)
+            await expectRefused("TRUNCATE audit_events", db.client)
+            // nor can the chain head be moved by hand
+            let error = await #expect(throws: PSQLError.self) {
+                try await db.client.query("UPDATE audit_chain_head SET last_sequence = 1")
+            }
+            #expect(error?.serverInfo?[.sqlState] == "42501")
+            await #expect(throws: PSQLError.self) { try await db.client.query("DELETE FROM audit_chain_head") }
+            // forged sequence and hashes on insert are overwritten by the trigger
+            // ([UInt8] would bind as "char"[]: bind bytea as ByteBuffer)
+            let forged = ByteBuffer(bytes: Array(repeating: UInt8(1), count: 32))
+            try await db.client.query(
+                """
+                INSERT INTO audit_events (sequence, actor_id, action, outcome, entity_type, entity_id, prev_hash, hash)
+                VALUES (77, 'u', 'x.y', 'succeeded', 'test', 't1', \(forged), \(forged))
+                """)
+            let result = try await AuditVerifier().verify(client: db.client)
+            #expect(result.valid)
+            #expect(result.eventsChecked == 3)
+        }
+    }
+
+    @Test func repeatableReadWriterGetsASerializationFailureNotAFork() async throws {
+        try await TestDatabase.with { db in
+            _ = try await append(1, client: db.client)
+            try await db.client.withConnection { connection in
+                try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ", logger: TestDatabase.logger)
+                try await connection.query("SELECT count(*) FROM audit_events", logger: TestDatabase.logger)  // takes the snapshot
+                _ = try await append(1, from: 1, client: db.client)  // another transaction commits
+                let error = await #expect(throws: PSQLError.self) {
+                    try await appendAudit(event(2), on: connection)
+                }
+                #expect(error?.serverInfo?[.sqlState] == "40001")
+                try await connection.query("ROLLBACK", logger: TestDatabase.logger)
+            }
+            #expect(try await AuditVerifier().verify(client: db.client).valid)
+        }
+    }
+
+    /// As the superuser: switch the guards off, edit, switch them back on.
+    func tamper(_ sql: PostgresQuery, _ client: PostgresClient) async throws {
+        try await client.withConnection { connection in
+            try await connection.query("ALTER TABLE audit_events DISABLE TRIGGER USER", logger: TestDatabase.logger)
+            try await connection.query(sql, logger: TestDatabase.logger)
+            try await connection.query("ALTER TABLE audit_events ENABLE TRIGGER USER", logger: TestDatabase.logger)
+        }
+    }
+
+    @Test func editedRowIsReported() async throws {
+        try await TestDatabase.with { db in
+            _ = try await append(5, client: db.client)
+            try await tamper("UPDATE audit_events SET reason = 'nothing to see' WHERE sequence = 3", db.client)
+            let result = try await AuditVerifier(pageSize: 2).verify(client: db.client)
+            #expect(!result.valid)
+            #expect(result.brokenAtSequence == 3)
+            #expect(result.eventsChecked == 2)
+            #expect(result.problem?.contains("does not match its contents") == true)
+            // and the guards are back on
+            await expectRefused("UPDATE audit_events SET reason = 'x'", db.client)
+        }
+    }
+
+    @Test func rehashedRowBreaksTheNextLink() async throws {
+        try await TestDatabase.with { db in
+            _ = try await append(4, client: db.client)
+            // a forger who recomputes the edited row's own hash still breaks the next row's link
+            try await tamper(
+                """
+                UPDATE audit_events e SET reason = 'forged',
+                    hash = sha256(e.prev_hash || convert_to(audit_canonical(ROW(e.id, e.sequence, e.occurred_at, e.actor_id,
+                        e.actor_name, e.actor_roles, e.action, e.outcome, e.entity_type, e.entity_id, e.from_state, e.to_state,
+                        'forged', e.request_id, e.client_address, e.details, e.prev_hash, e.hash)::audit_events), 'UTF8'))
+                WHERE sequence = 2
+                """, db.client)
+            let result = try await AuditVerifier().verify(client: db.client)
+            #expect(result.brokenAtSequence == 3)
+            #expect(result.problem?.contains("prev_hash") == true)
+        }
+    }
+
+    @Test func deletedRowsAreReported() async throws {
+        try await TestDatabase.with { db in
+            _ = try await append(5, client: db.client)
+            try await tamper("DELETE FROM audit_events WHERE sequence = 2", db.client)
+            let middle = try await AuditVerifier().verify(client: db.client)
+            #expect(!middle.valid)
+            #expect(middle.brokenAtSequence == 2)
+            #expect(middle.eventsChecked == 1)
+        }
+        try await TestDatabase.with { db in
+            _ = try await append(3, client: db.client)
+            try await tamper("DELETE FROM audit_events WHERE sequence = 3", db.client)
+            let tail = try await AuditVerifier().verify(client: db.client)
+            #expect(!tail.valid)
+            #expect(tail.brokenAtSequence == 3)
+            #expect(tail.eventsChecked == 2)
+        }
+    }
+}
