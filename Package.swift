@@ -107,6 +107,8 @@ let package = Package(
             dependencies: [
                 "Generated", "SitrepRuntime", "Storage", "Redis",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -38,7 +38,7 @@ public struct RedisRateLimiter: RateLimiter {
         let redisKey = "sitrep:rl:\(name):\(key):\(window)"
         let reply = try await redis.send(["EVAL", Self.script, "1", redisKey, String(policy.windowSeconds + 1)])
         guard case .integer(let count) = reply else {
-            throw RedisError(kind: .protocol, message: "unexpected reply to rate-limit script")
+            throw RedisError(.protocol, "unexpected reply to rate-limit script")
         }
         let remaining = max(0, policy.limit - Int(count))
         let retryAfter = max(1, policy.windowSeconds - now % policy.windowSeconds)

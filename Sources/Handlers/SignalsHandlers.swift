@@ -115,24 +115,24 @@ extension SitrepHandlers {
         }
         var sql = "SELECT \(Self.signalColumns) FROM signals WHERE TRUE"
         var binds = PostgresBindings()
-        func bind<T: PostgresEncodable>(_ v: T) -> String {
-            binds.append(v)
+        func bind<T: PostgresEncodable>(_ v: T) throws -> String {
+            try binds.append(v)
             return "$\(binds.count)"
         }
-        if let c = input.category, !c.isEmpty { sql += " AND category = ANY(\(bind(c.map(\.rawValue))))" }
-        if let s = input.status, !s.isEmpty { sql += " AND status = ANY(\(bind(s.map(\.rawValue))))" }
-        if let m = input.minSeverity { sql += " AND severity_rank >= \(bind(Self.severityRank[m] ?? 1))" }
-        if let t = input.tag { sql += " AND tags @> ARRAY[\(bind(t))]::text[]" }
-        if let s = input.since { sql += " AND published_at >= \(bind(s))" }
-        if let u = input.until { sql += " AND published_at < \(bind(u))" }
+        if let c = input.category, !c.isEmpty { sql += " AND category = ANY(\(try bind(c.map(\.rawValue))))" }
+        if let s = input.status, !s.isEmpty { sql += " AND status = ANY(\(try bind(s.map(\.rawValue))))" }
+        if let m = input.minSeverity { sql += " AND severity_rank >= \(try bind(Self.severityRank[m] ?? 1))" }
+        if let t = input.tag { sql += " AND tags @> ARRAY[\(try bind(t))]::text[]" }
+        if let s = input.since { sql += " AND published_at >= \(try bind(s))" }
+        if let u = input.until { sql += " AND published_at < \(try bind(u))" }
         if let q = input.q {
-            sql += " AND to_tsvector('simple', title || ' ' || summary) @@ plainto_tsquery('simple', \(bind(q)))"
+            sql += " AND to_tsvector('simple', title || ' ' || summary) @@ plainto_tsquery('simple', \(try bind(q)))"
         }
         if let after {
-            let p = bind(after)
+            let p = try bind(after)
             sql += " AND (published_at, id) < (SELECT published_at, id FROM signals WHERE id = \(p))"
         }
-        sql += " ORDER BY published_at DESC, id DESC LIMIT \(bind(input.limit + 1))"
+        sql += " ORDER BY published_at DESC, id DESC LIMIT \(try bind(input.limit + 1))"
         let query = PostgresQuery(unsafeSQL: sql, binds: binds)
         var items: [Signal] = []
         items.reserveCapacity(input.limit + 1)
@@ -153,7 +153,7 @@ extension SitrepHandlers {
     public func getSignal(_ input: GetSignal.Input, context: OperationContext) async throws -> GetSignal.Output {
         let found: Signal? = try await database {
             let rows = try await db.query(
-                PostgresQuery(unsafeSQL: "SELECT \(Self.signalColumns) FROM signals WHERE id = $1", binds: Self.binds(input.signalId)),
+                PostgresQuery(unsafeSQL: "SELECT \(Self.signalColumns) FROM signals WHERE id = $1", binds: try Self.binds(input.signalId)),
                 logger: context.logger)
             for try await row in rows { return try Self.signal(from: row) }
             return nil
@@ -162,9 +162,9 @@ extension SitrepHandlers {
         return .ok(found, etag: found.etag)
     }
 
-    static func binds<T: PostgresEncodable>(_ v: T) -> PostgresBindings {
+    static func binds<T: PostgresEncodable>(_ v: T) throws -> PostgresBindings {
         var b = PostgresBindings()
-        b.append(v)
+        try b.append(v)
         return b
     }
 

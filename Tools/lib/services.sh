@@ -167,7 +167,7 @@ sitrep__start_postgres() {
     # Reuse a running cluster (Tools/run re-runs).
     if [[ -f "$data/postmaster.pid" ]] && sitrep__as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         pid_line=$(sed -n 4p "$data/postmaster.pid")
-        if [[ "$pid_line" =~ ^[0-9]+$ ]] && "$bin/pg_isready" -q -h 127.0.0.1 -p "$pid_line"; then
+        if [[ "$pid_line" =~ ^[0-9]+$ ]] && "$bin/pg_isready" -q -h 127.0.0.1 -p "$pid_line" -U postgres -d postgres; then
             SITREP_PG_PORT=$pid_line
             sitrep__log "PostgreSQL already running on 127.0.0.1:$SITREP_PG_PORT ($data)"
             return 0

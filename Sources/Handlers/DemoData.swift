@@ -1,0 +1,114 @@
+import Crypto
+import Foundation
+import Generated
+import Logging
+import PostgresNIO
+import SitrepRuntime
+
+/// Realistic demo data so a fresh dashboard has something to show. Safe to run twice: every row
+/// is keyed so a second run adds nothing.
+public enum DemoData {
+    struct Template {
+        let category: SignalCategory
+        let title: String
+        let summary: String
+        let tags: [String]
+        let region: String
+    }
+
+    static let templates: [Template] = [
+        .init(category: .economic, title: "Brent crude moves after Red Sea shipping disruption", summary: "Futures react as container carriers reroute; freight and insurance costs for Gulf importers expected to rise.", tags: ["oil", "shipping"], region: "Middle East"),
+        .init(category: .security, title: "Phishing campaign impersonates government payment portal", summary: "The national CERT reports look-alike domains harvesting credentials and card details.", tags: ["phishing", "payments"], region: "GCC"),
+        .init(category: .geopolitical, title: "Regional foreign ministers meet on maritime security", summary: "Communiqué expected on joint patrols and information sharing in the Strait of Hormuz.", tags: ["diplomacy", "maritime"], region: "Gulf"),
+        .init(category: .technology, title: "Cloud provider announces sovereign region in the Emirates", summary: "New region promises in-country key management and data residency for government workloads.", tags: ["cloud", "sovereignty"], region: "UAE"),
+        .init(category: .regulatory, title: "Central bank consults on AI model risk guidance", summary: "Draft guidance covers model inventories, validation and human oversight for financial institutions.", tags: ["ai", "regulation"], region: "UAE"),
+        .init(category: .health, title: "Respiratory infections rise ahead of winter season", summary: "Health authority urges vaccination; hospital occupancy within normal seasonal range.", tags: ["public-health"], region: "GCC"),
+        .init(category: .climate, title: "Heat advisory extended for coastal areas", summary: "Temperatures above seasonal norms expected for five more days; outdoor work restrictions apply.", tags: ["heat", "weather"], region: "UAE"),
+        .init(category: .reputational, title: "Social media claims about service outage gain traction", summary: "Unverified posts allege a data leak; no evidence found so far, monitoring continues.", tags: ["social-media", "misinformation"], region: "Global"),
+    ]
+
+    /// Inserts the demo rows; returns a one-line summary.
+    public static func seed(client: PostgresClient, signals count: Int, logger: Logger, now: Date = Date()) async throws -> String {
+        var created = 0
+        let severities: [Severity] = [.low, .low, .medium, .medium, .medium, .high, .high, .critical]
+        let statuses: [SignalStatus] = [.new, .new, .new, .acknowledged, .escalated, .dismissed]
+        try await client.withTransaction(logger: logger) { conn in
+            for i in 0..<count {
+                let t = templates[i % templates.count]
+                let severity = severities[(i * 7 + i / 8) % severities.count]
+                let status = statuses[(i * 5) % statuses.count]
+                let published = now.addingTimeInterval(-Double(i) * (7 * 86400) / Double(max(count, 1)) - 60)
+                let input = SignalInput(
+                    source: "demo-feed", sourceId: "demo-\(i)", title: t.title, summary: t.summary,
+                    sourceUrl: "https://news.example.org/items/\(i)", category: t.category, severity: severity,
+                    confidence: 0.55 + Double((i * 37) % 45) / 100, modelVersion: "sitrep-classifier-2026.11.1", tags: t.tags,
+                    region: t.region, publishedAt: published)
+                let hash = SHA256.hash(data: input.jsonBytes()).map { String(format: "%02x", $0) }.joined()
+                let rows = try await conn.query(
+                    """
+                    INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence,
+                                         model_version, tags, region, published_at, content_hash, status)
+                    VALUES (\(UUIDv7.make(at: published)), \(input.source), \(input.sourceId), \(input.title), \(input.summary),
+                            \(input.sourceUrl), \(input.category.rawValue), \(input.severity.rawValue), \(input.confidence),
+                            \(input.modelVersion), \(t.tags), \(input.region), \(published), \(hash), \(status.rawValue))
+                    ON CONFLICT (source, source_id) DO NOTHING RETURNING id
+                    """, logger: logger)
+                for try await _ in rows { created += 1 }
+            }
+            // Posture: set each domain once, with history, unless someone already set it.
+            let levels: [(PostureDomain, PostureLevel, String)] = [
+                (.cyber, .elevated, "Active phishing campaign against government payment portal."),
+                (.physical, .normal, "No credible threats reported."),
+                (.financial, .elevated, "Oil price volatility after Red Sea disruption."),
+                (.operational, .normal, "All services within targets."),
+                (.reputational, .elevated, "Unverified leak claims circulating on social media."),
+                (.information, .normal, "No known data incidents."),
+            ]
+            for (domain, level, rationale) in levels {
+                let rows = try await conn.query(
+                    """
+                    INSERT INTO posture (domain, level, rationale, set_by, set_at, version)
+                    VALUES (\(domain.rawValue), \(level.rawValue), \(rationale), 'Demo Executive', \(now), 1)
+                    ON CONFLICT (domain) DO UPDATE SET level = EXCLUDED.level, rationale = EXCLUDED.rationale,
+                        set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at, version = posture.version + 1
+                    WHERE posture.set_at IS NULL
+                    RETURNING domain
+                    """, logger: logger)
+                var changed = false
+                for try await _ in rows { changed = true }
+                if changed {
+                    try await conn.query(
+                        """
+                        INSERT INTO posture_history (id, domain, from_level, to_level, rationale, set_by, set_at)
+                        VALUES (\(UUIDv7.make(at: now)), \(domain.rawValue), 'normal', \(level.rawValue), \(rationale), 'Demo Executive', \(now))
+                        """, logger: logger)
+                }
+            }
+            // A draft briefing for today.
+            try await conn.query(
+                """
+                INSERT INTO briefings (id, title, briefing_date, status, created_at, updated_at, version)
+                SELECT \(UUIDv7.make(at: now)), 'Daily leadership briefing', current_date, 'draft', \(now), \(now), 1
+                WHERE NOT EXISTS (SELECT 1 FROM briefings WHERE briefing_date = current_date)
+                """, logger: logger)
+            // Actions with owners and due dates.
+            let actions: [(String, String, String, Double, String)] = [
+                ("Brief the minister on Red Sea shipping exposure", "omar.haddad", "high", 1, "open"),
+                ("Publish phishing advisory to all staff", "layla.nasser", "critical", -1, "in_progress"),
+                ("Review sovereign cloud region offer", "khalid.rahman", "medium", 6, "open"),
+                ("Prepare response lines on leak claims", "sara.almansoori", "high", 2, "blocked"),
+                ("Update heat-stress field guidance", "omar.haddad", "low", 10, "done"),
+            ]
+            for (title, owner, priority, days, status) in actions {
+                try await conn.query(
+                    """
+                    INSERT INTO actions (id, title, description, owner_id, assigned_by, due_at, priority, status, created_at, updated_at, version)
+                    SELECT \(UUIDv7.make(at: now)), \(title), NULL, \(owner), 'Demo Executive', \(now.addingTimeInterval(days * 86400)),
+                           \(priority), \(status), \(now), \(now), 1
+                    WHERE NOT EXISTS (SELECT 1 FROM actions WHERE title = \(title))
+                    """, logger: logger)
+            }
+        }
+        return "demo data: \(created) new signals (of \(count)), posture for 6 domains, a draft briefing, 5 actions"
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Auth
+import Foundation
+import Handlers
+import Logging
+import PostgresNIO
+import Storage
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Apply pending migrations from SITREP_MIGRATIONS_DIR (each in a transaction, under an advisory lock).")
+
+    @Flag(help: "Only list pending migrations; apply nothing.")
+    var dryRun = false
+
+    func run() async throws {
+        let config = loadConfiguration()
+        bootstrapLogging(config)
+        let logger = Logger(label: "sitrep.migrate")
+        try await withDatabase(config, logger: logger) { client in
+            let migrations = try MigrationSource.load(directory: URL(fileURLWithPath: config.migrationsDirectory))
+            let migrator = Migrator(client: client, migrations: migrations, logger: logger)
+            if dryRun {
+                let pending = try await migrator.pending()
+                print(pending.isEmpty ? "up to date" : pending.map(\.name).joined(separator: "\n"))
+                return
+            }
+            let applied = try await migrator.migrate()
+            print(applied.isEmpty ? "up to date (\(migrations.count) migrations)" : "applied: " + applied.map(\.name).joined(separator: ", "))
+        }
+    }
+}
+
+struct SeedDemo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seed-demo",
+        abstract: "Load realistic demo data: a week of signals, posture, a draft briefing, actions, recipients.")
+
+    @Option(help: "Number of signals to create (spread over the last seven days).")
+    var signals = 400
+
+    func run() async throws {
+        let config = loadConfiguration()
+        bootstrapLogging(config)
+        let logger = Logger(label: "sitrep.seed")
+        try await withDatabase(config, logger: logger) { client in
+            let summary = try await DemoData.seed(client: client, signals: signals, logger: logger)
+            print(summary)
+        }
+    }
+}
+
+struct DevToken: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-token",
+        abstract: "Print a bearer token signed by the local development issuer (refused in production).")
+
+    @Option(name: .customLong("role"), help: "App role to grant (repeatable), e.g. Sitrep.Admin.")
+    var roles: [String] = []
+
+    @Option(help: "User name the token is for (its oid is derived from it).")
+    var user = "dev.user@sitrep.local"
+
+    @Option(help: "Display name.")
+    var name = "Dev User"
+
+    @Flag(help: "Include the MFA step-up authentication context (acrs).")
+    var mfa = false
+
+    @Flag(help: "Make an app-only token (for Sitrep.Ingest or Sitrep.BriefingWriter).")
+    var app = false
+
+    @Option(help: "Lifetime in hours.")
+    var hours = 12
+
+    func run() async throws {
+        let config = loadConfiguration(needsServices: false)
+        guard config.environment != .production, let keyPath = config.devIssuerKeyPath else {
+            die("dev-token is refused in production")
+        }
+        let known = ["Sitrep.Viewer", "Sitrep.Admin", "Sitrep.Executive", "Sitrep.Ingest", "Sitrep.BriefingWriter"]
+        for r in roles where !known.contains(r) {
+            FileHandle.standardError.write(Data("sitrep: unknown role \(r) (known: \(known.joined(separator: ", ")))\n".utf8))
+            throw ExitCode(2)
+        }
+        let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
+        let token = try await DevIssuer.token(
+            privateKeyPEM: pem, roles: roles.isEmpty ? ["Sitrep.Viewer"] : roles, user: user, name: name, mfa: mfa, app: app,
+            lifetime: .seconds(hours * 3600))
+        print(token)
+    }
+}
+
+/// Runs `body` with a pooled PostgreSQL client, then shuts the pool down.
+func withDatabase(_ config: Configuration, logger: Logger, _ body: @escaping @Sendable (PostgresClient) async throws -> Void) async throws {
+    let database: DatabaseConfiguration
+    do {
+        database = try DatabaseConfiguration(url: config.databaseURL)
+    } catch {
+        die("\(error)")
+    }
+    let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await client.run() }
+        defer { group.cancelAll() }
+        do {
+            try await body(client)
+        } catch {
+            die("\(error)")
+        }
+    }
+}

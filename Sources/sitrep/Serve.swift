@@ -1,0 +1,123 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Auth
+import Foundation
+import Generated
+import Handlers
+import Hummingbird
+import Logging
+import PostgresNIO
+import Redis
+import ServiceLifecycle
+import SitrepRuntime
+import Storage
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP API (graceful shutdown on SIGTERM/SIGINT).")
+
+    func run() async throws {
+        let config = loadConfiguration()
+        bootstrapLogging(config)
+        let logger = Logger(label: "sitrep")
+
+        let database: DatabaseConfiguration
+        let redisConfig: RedisConfiguration
+        do {
+            database = try DatabaseConfiguration(url: config.databaseURL)
+            redisConfig = try RedisConfiguration(url: config.redisURL)
+        } catch {
+            die("\(error)")
+        }
+        var pgConfig = database.clientConfiguration
+        pgConfig.options.maximumConnections = config.databasePoolSize
+        let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
+        let redis = RedisClient(configuration: redisConfig, logger: logger)
+        let migrations: [Migration]
+        do {
+            migrations = try MigrationSource.load(directory: URL(fileURLWithPath: config.migrationsDirectory))
+        } catch {
+            die("cannot read migrations from \(config.migrationsDirectory): \(error)")
+        }
+        let migrator = Migrator(client: postgres, migrations: migrations, logger: logger)
+
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let authenticator: JWTAuthenticator
+        do {
+            authenticator = try await makeAuthenticator(config, httpClient: httpClient, logger: logger)
+        } catch {
+            try? await httpClient.shutdown()
+            die("cannot set up token validation: \(error)")
+        }
+
+        let policies = config.rateLimits.mapValues { RedisRateLimiter.Policy(limit: $0.limit, windowSeconds: $0.windowSeconds) }
+        let runtime = APIRuntime(
+            authenticator: authenticator, rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
+            idempotencyStore: nil, maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
+            stepUpContext: config.stepUpContext, logger: logger)
+        do {
+            try runtime.verify(operations: SitrepOperations.all)
+        } catch {
+            die("\(error)")
+        }
+        let handlers = SitrepHandlers(
+            db: postgres, redis: redis, stepUpContext: config.stepUpContext,
+            pendingMigrations: { try await migrator.pending().map(\.name) })
+        let router = Router(context: SitrepRequestContext.self)
+        router.add(middleware: SitrepMiddleware(runtime: runtime))
+        router.registerSitrepAPI(handlers, runtime: runtime)
+        router.registerContractDocuments()
+
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "sitrep"),
+            onServerRunning: { channel in
+                logger.info("sitrep listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            },
+            logger: logger)
+        let keyRefresh = KeyRefreshService(authenticator: authenticator)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: postgres), .init(service: keyRefresh),
+                    .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("sitrep stopped with an error", metadata: ["error": "\(error)"])
+        }
+        await redis.shutdown()
+        try? await httpClient.shutdown()
+    }
+}
+
+/// Token validation: the configured OIDC issuer, or the local dev issuer outside production.
+func makeAuthenticator(_ config: Configuration, httpClient: HTTPClient, logger: Logger) async throws -> JWTAuthenticator {
+    if let issuer = config.oidcIssuer {
+        let auth = AuthConfiguration(
+            issuer: issuer, audience: config.oidcAudience ?? DevIssuer.audience, tenantId: config.oidcTenantId,
+            jwksURL: config.oidcJWKSURL.flatMap(URL.init(string:)))
+        return try await JWTAuthenticator(configuration: auth, httpClient: httpClient, logger: logger)
+    }
+    guard config.environment != .production, let keyPath = config.devIssuerKeyPath else {
+        throw ValidationError("production needs SITREP_OIDC_ISSUER")
+    }
+    let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
+    let publicKey = try DevIssuer.publicKeyPEM(fromPrivateKeyPEM: pem)
+    logger.warning("trusting the local development token issuer", metadata: ["key": .string(keyPath)])
+    return try await JWTAuthenticator(configuration: DevIssuer.configuration, publicKeysPEM: [DevIssuer.keyId: publicKey], logger: logger)
+}
+
+/// Refreshes the issuer's JWKS in the background until shutdown.
+struct KeyRefreshService: Service {
+    let authenticator: JWTAuthenticator
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await authenticator.runRefreshLoop()
+        }
+    }
+}
+
