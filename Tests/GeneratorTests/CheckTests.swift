@@ -113,8 +113,8 @@ struct CheckTests {
     }
 
     @Test func problemSchemaMustMatchTheRuntime() {
-        let f = findings(mini.replacing("        requestId: {type: string}\n", with: ""))
-        #expect(f == ["components.schemas.Problem.properties: Problem must have property 'requestId' (the runtime's problem shape)"])
+        let f = findings(mini.replacing("        detail: {type: string}\n", with: ""))
+        #expect(f == ["components.schemas.Problem.properties: Problem must have property 'detail' (the runtime's problem shape)"])
     }
 
     @Test func enumMustBeStrings() {
@@ -125,7 +125,7 @@ struct CheckTests {
     @Test func diagnosticsCarryLines() throws {
         let spec = try Loader.load(text: mini.replacing("x-roles: [Sitrep.Viewer]", with: "x-roles: [Sitrep.Janitor]"))
         let d = try #require(Checker.check(spec).first)
-        #expect(d.line == 15)
-        #expect(d.rendered(file: "api/openapi.yaml").hasPrefix("api/openapi.yaml:15: error: paths./v1/notes.get.x-roles: unknown role"))
+        #expect(d.line == 16)
+        #expect(d.rendered(file: "api/openapi.yaml").hasPrefix("api/openapi.yaml:16: error: paths./v1/notes.get.x-roles: unknown role"))
     }
 }

@@ -13,9 +13,9 @@ struct LoadTests {
 
     @Test func reportsLinesForPaths() throws {
         let spec = try Loader.load(text: Fixtures.mini)
-        // `  /v1/notes:` is on line 10 of the fixture (1-based); its `get:` on line 11.
-        #expect(spec.lines.line(for: ["paths", "/v1/notes"]) == 10)
-        #expect(spec.lines.line(for: ["paths", "/v1/notes", "get"]) == 11)
+        // `  /v1/notes:` is on line 11 of the fixture (1-based); its `get:` on line 12.
+        #expect(spec.lines.line(for: ["paths", "/v1/notes"]) == 11)
+        #expect(spec.lines.line(for: ["paths", "/v1/notes", "get"]) == 12)
     }
 
     @Test func refusesInvalidYAML() {

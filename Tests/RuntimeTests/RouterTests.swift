@@ -65,10 +65,10 @@ struct RouterTests {
         try await makeApp().test(.router) { client in
             try await client.execute(uri: "/v1/signals", method: .delete, headers: Self.h()) { r in
                 #expect(r.status == .methodNotAllowed)
-                #expect(r.headers[.allow] == "POST, GET")
+                #expect(r.headers[.allow] == "GET, POST")
                 #expect(
                     String(buffer: r.body)
-                        == #"{"type":"/problems/route.method_not_allowed","title":"Method not allowed","status":405,"detail":"DELETE is not supported here; use POST, GET.","instance":"/v1/signals","code":"route.method_not_allowed","requestId":"req-1"}"#
+                        == #"{"type":"/problems/route.method_not_allowed","title":"Method not allowed","status":405,"detail":"DELETE is not supported here; use GET, POST.","instance":"/v1/signals","code":"route.method_not_allowed","requestId":"req-1"}"#
                 )
             }
         }
@@ -107,7 +107,7 @@ struct RouterTests {
 
     @Test func unexpectedErrorIs500WithoutInternals() async throws {
         try await makeApp(handler: FakeSignals(failWith: Boom())).test(.router) { client in
-            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId)", method: .get, headers: Self.h()) { r in
+            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())", method: .get, headers: Self.h()) { r in
                 #expect(r.status == .internalServerError)
                 let text = String(buffer: r.body)
                 #expect(!text.contains("hunter2"))
@@ -180,7 +180,7 @@ struct RouterTests {
     @Test func missingIfMatchIs428() async throws {
         try await makeApp().test(.router) { client in
             try await client.execute(
-                uri: "/v1/signals/\(FakeSignals.fixedId)/triage", method: .post, headers: Self.h("admin", json: true),
+                uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())/triage", method: .post, headers: Self.h("admin", json: true),
                 body: body(#"{"status":"acknowledged"}"#)
             ) { r in
                 #expect(r.status == .preconditionRequired)
@@ -244,7 +244,7 @@ struct RouterTests {
 
     @Test func responseThatBreaksItsSchemaFailsInTestBuilds() async throws {
         try await makeApp(handler: FakeSignals(badConfidence: true)).test(.router) { client in
-            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId)", method: .get, headers: Self.h()) { r in
+            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())", method: .get, headers: Self.h()) { r in
                 #expect(r.status == .internalServerError)
                 let o = try json(r)
                 #expect(str(o, "code") == "contract.response_invalid")
@@ -256,7 +256,7 @@ struct RouterTests {
     @Test func undocumentedStatusIsRefused() async throws {
         let teapot = ProblemError(Problem(status: 418, code: "tea.pot", detail: "short and stout"))
         try await makeApp(handler: FakeSignals(failWith: teapot)).test(.router) { client in
-            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId)", method: .get, headers: Self.h()) { r in
+            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())", method: .get, headers: Self.h()) { r in
                 #expect(r.status == .internalServerError)
                 #expect(field(r, "detail") == "undocumented status 418 (tea.pot)")
             }
@@ -277,7 +277,7 @@ struct RouterTests {
 
     @Test func successEncodesTheDocumentedShape() async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId)", method: .get, headers: Self.h("viewer")) { r in
+            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())", method: .get, headers: Self.h("viewer")) { r in
                 #expect(r.status == .ok)
                 #expect(r.headers[.eTag] == "\"1\"")
                 #expect(r.headers[.contentType] == "application/json")
