@@ -67,15 +67,17 @@ extension SitrepHandlers {
     }
 
     func actionStats(now: Date, context: OperationContext) async throws -> ActionStats {
-        let week = now.addingTimeInterval(7 * 86400)
+        // Overdue and "due soon" are judged against today's date in UTC.
         let rows = try await db.query(
             """
+            WITH today AS (SELECT (\(now)::timestamptz AT TIME ZONE 'UTC')::date AS d)
             SELECT count(*) FILTER (WHERE status = 'open')::int8,
                    count(*) FILTER (WHERE status = 'in_progress')::int8,
                    count(*) FILTER (WHERE status = 'blocked')::int8,
-                   count(*) FILTER (WHERE status IN ('open', 'in_progress', 'blocked') AND due_at < \(now))::int8,
-                   count(*) FILTER (WHERE status IN ('open', 'in_progress', 'blocked') AND due_at >= \(now) AND due_at < \(week))::int8
-            FROM actions
+                   count(*) FILTER (WHERE status IN ('open', 'in_progress', 'blocked') AND due_date < today.d)::int8,
+                   count(*) FILTER (WHERE status IN ('open', 'in_progress', 'blocked') AND due_date >= today.d
+                                    AND due_date < today.d + 7)::int8
+            FROM actions, today
             """, logger: context.logger)
         for try await (open, inProgress, blocked, overdue, dueSoon) in rows.decode((Int64, Int64, Int64, Int64, Int64).self) {
             return ActionStats(open: Int(open), inProgress: Int(inProgress), blocked: Int(blocked), overdue: Int(overdue), dueNext7Days: Int(dueSoon))

@@ -102,8 +102,8 @@ public enum DemoData {
             for (title, owner, priority, days, status) in actions {
                 try await conn.query(
                     """
-                    INSERT INTO actions (id, title, description, owner_id, assigned_by, due_at, priority, status, created_at, updated_at, version)
-                    SELECT \(UUIDv7.make(at: now)), \(title), NULL, \(owner), 'Demo Executive', \(now.addingTimeInterval(days * 86400)),
+                    INSERT INTO actions (id, title, description, owner_id, assigned_by, due_date, priority, status, created_at, updated_at, version)
+                    SELECT \(UUIDv7.make(at: now)), \(title), '', \(owner), 'Demo Executive', current_date + \(Int(days)),
                            \(priority), \(status), \(now), \(now), 1
                     WHERE NOT EXISTS (SELECT 1 FROM actions WHERE title = \(title))
                     """, logger: logger)

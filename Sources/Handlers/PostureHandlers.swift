@@ -21,7 +21,7 @@ extension SitrepHandlers {
                 etag: ETag.make(version))
         }
         return PostureDomain.allCases.map {
-            found[$0.rawValue] ?? PostureEntry(domain: $0, level: .normal, rationale: nil, setBy: nil, setAt: nil, etag: ETag.make(0))
+            found[$0.rawValue] ?? PostureEntry(domain: $0, level: .normal, rationale: nil, setBy: nil, setAt: nil, etag: ETag.make(1))
         }
     }
 
@@ -43,15 +43,16 @@ extension SitrepHandlers {
         }
         let result: Result = try await database {
             try await db.withTransaction(logger: context.logger) { conn in
-                // A domain row may not exist yet: create it at `normal`, version 0, then lock it.
+                // A domain row may not exist yet: create it at `normal`, never set, then lock it.
                 try await conn.query(
-                    "INSERT INTO posture (domain, level, version) VALUES (\(input.domain.rawValue), 'normal', 0) ON CONFLICT (domain) DO NOTHING",
+                    "INSERT INTO posture (domain, level, version) VALUES (\(input.domain.rawValue), 'normal', 1) ON CONFLICT (domain) DO NOTHING",
                     logger: context.logger)
                 let rows = try await conn.query(
-                    "SELECT level, version FROM posture WHERE domain = \(input.domain.rawValue) FOR UPDATE", logger: context.logger)
-                var current: (String, Int)?
-                for try await row in rows.decode((String, Int).self) { current = row }
-                let (fromLevel, version) = current!
+                    "SELECT level, version, set_at IS NOT NULL FROM posture WHERE domain = \(input.domain.rawValue) FOR UPDATE",
+                    logger: context.logger)
+                var current: (String, Int, Bool)?
+                for try await row in rows.decode((String, Int, Bool).self) { current = row }
+                let (fromLevel, version, wasSet) = current!
                 if input.ifMatch != "*" && ETag.version(fromIfMatch: input.ifMatch) != version { return .stale }
                 let actor = context.actorLabel
                 let updated = try await conn.query(
@@ -67,7 +68,7 @@ extension SitrepHandlers {
                     setAt = at
                     newVersion = v
                 }
-                let fromLevelOrNil: String? = version == 0 ? nil : fromLevel
+                let fromLevelOrNil: String? = wasSet ? fromLevel : nil
                 try await conn.query(
                     """
                     INSERT INTO posture_history (id, domain, from_level, to_level, rationale, set_by, set_at)

@@ -126,7 +126,7 @@ extension SitrepHandlers {
         if let s = input.since { sql += " AND published_at >= \(try bind(s))" }
         if let u = input.until { sql += " AND published_at < \(try bind(u))" }
         if let q = input.q {
-            sql += " AND to_tsvector('simple', title || ' ' || summary) @@ plainto_tsquery('simple', \(try bind(q)))"
+            sql += " AND search_vector @@ websearch_to_tsquery('simple', \(try bind(q)))"
         }
         if let after {
             let p = try bind(after)
@@ -189,7 +189,8 @@ extension SitrepHandlers {
                 let updated = try await conn.query(
                     PostgresQuery(
                         unsafeSQL: """
-                            UPDATE signals SET status = $1, triage_note = $2, triaged_by = $3, triaged_at = now(), version = version + 1
+                            UPDATE signals SET status = $1, triage_note = $2, triaged_by = $3, triaged_at = now(), updated_at = now(),
+                                version = version + 1
                             WHERE id = $4 RETURNING \(Self.signalColumns)
                             """,
                         binds: {

@@ -86,7 +86,7 @@ struct AuditRecord {
     var fromState: String?
     var toState: String?
     var reason: String?
-    var outcome: String = "success"
+    var outcome: String = "succeeded"
     var details: String?
 
     func insert(on connection: PostgresConnection, context: OperationContext) async throws {
@@ -94,9 +94,10 @@ struct AuditRecord {
         let roles = Array(context.principal?.roles ?? []).sorted()
         try await connection.query(
             """
-            INSERT INTO audit_events (actor_id, actor_roles, action, entity_type, entity_id, from_state, to_state, reason,
-                                      request_id, client_address, outcome, details)
-            VALUES (\(actor), \(roles), \(action), \(entityType), \(entityId), \(fromState), \(toState), \(reason),
+            INSERT INTO audit_events (actor_id, actor_name, actor_roles, action, entity_type, entity_id, from_state, to_state,
+                                      reason, request_id, client_address, outcome, details)
+            VALUES (\(actor), \(context.principal?.displayName), \(roles), \(action), \(entityType), \(entityId), \(fromState),
+                    \(toState), \(reason),
                     \(context.requestId), \(context.clientAddress), \(outcome), \(details)::jsonb)
             """, logger: context.logger)
     }

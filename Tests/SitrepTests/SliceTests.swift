@@ -1,0 +1,310 @@
+import Foundation
+import Generated
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import SitrepRuntime
+import Testing
+
+/// The first vertical slice against real PostgreSQL and Redis: signals, posture, dashboard, me,
+/// health, and the contract documents.
+@Suite("slice: signals, posture, dashboard", .enabled(if: SitrepHarness.isConfigured))
+struct SliceTests {
+    func ts(_ minutesAgo: Int, from base: Date = Date(timeIntervalSince1970: 1_764_057_600)) -> String {
+        WireFormat.formatDateTime(base.addingTimeInterval(-Double(minutesAgo) * 60))
+    }
+
+    @Test func ingestIsIdempotentOnSourceId() async throws {
+        try await SitrepHarness.with { client, h in
+            let items = [signalJSON(sourceId: "A1"), signalJSON(source: "cert", sourceId: "B2", category: "security")]
+            var firstIds: [UUID] = []
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+                #expect(r.status == .ok)
+                let result = try r.decode(SignalIngestResult.self)
+                #expect(result.received == 2 && result.created == 2 && result.unchanged == 0 && result.conflicts == 0)
+                #expect(result.results.map(\.outcome) == [.created, .created])
+                firstIds = result.results.map(\.id)
+            }
+            // The same batch again changes nothing and says so per item.
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+                let result = try r.decode(SignalIngestResult.self)
+                #expect(result.results.map(\.outcome) == [.unchanged, .unchanged])
+                #expect(result.results.map(\.id) == firstIds)
+                #expect(result.created == 0 && result.unchanged == 2)
+            }
+            // Same key, other content: a conflict, and the stored signal is kept.
+            let changed = signalJSON(sourceId: "A1", title: "Brent crude falls")
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([changed]))) { r in
+                let result = try r.decode(SignalIngestResult.self)
+                #expect(result.results.map(\.outcome) == [.conflict])
+                #expect(result.conflicts == 1)
+            }
+            try await client.execute(uri: "/v1/signals/\(firstIds[0].uuidString.lowercased())", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                let s = try r.decode(Signal.self)
+                #expect(s.title == "Brent crude rises")
+            }
+            // The same key twice in one batch: 422, nothing stored.
+            let dup = batch([signalJSON(sourceId: "C3"), signalJSON(sourceId: "C3")])
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(dup)) { r in
+                #expect(r.status == .unprocessableContent)
+                let p = try r.decode(Problem.self)
+                #expect(p.errors?.map(\.pointer) == ["/body/items/1/sourceId"])
+            }
+            let count = try await h.db.client.query("SELECT count(*)::int8 FROM signals WHERE source_id = 'C3'")
+            for try await n in count.decode(Int64.self) { #expect(n == 0) }
+            // Ingest is audited.
+            let audit = try await h.db.client.query("SELECT count(*)::int8 FROM audit_events WHERE action = 'signal.ingest'")
+            for try await n in audit.decode(Int64.self) { #expect(n == 2) }
+        }
+    }
+
+    @Test func onlyTheIngestRoleMayPush() async throws {
+        try await SitrepHarness.with { client, h in
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.admin, json: true), body: buffer(batch([signalJSON(sourceId: "X")]))) { r in
+                #expect(r.status == .forbidden)
+                #expect(r.problemCode == "auth.forbidden")
+            }
+            try await client.execute(uri: "/v1/signals", method: .get, headers: .auth(h.tokens.nobody)) { r in
+                #expect(r.status == .forbidden)
+            }
+            try await client.execute(uri: "/v1/signals", method: .get, headers: .auth("not.a.jwt")) { r in
+                #expect(r.status == .unauthorized)
+                #expect(r.headers[.wwwAuthenticate]?.contains("invalid_token") == true)
+            }
+        }
+    }
+
+    @Test func paginationHasNoDuplicatesOrGapsWhileRowsArrive() async throws {
+        try await SitrepHarness.with { client, h in
+            // 120 signals; every third pair shares a timestamp to exercise the id tie-break.
+            let items = (0..<120).map { i in signalJSON(sourceId: "P\(i)", publishedAt: ts((i / 2) * 3)) }
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+                #expect(r.status == .ok)
+            }
+            var seen: [String] = []
+            var cursor: String?
+            var page = 0
+            repeat {
+                let uri = "/v1/signals?limit=25" + (cursor.map { "&cursor=\($0)" } ?? "")
+                let p = try await client.execute(uri: uri, method: .get, headers: .auth(h.tokens.viewer)) { r in try r.decode(SignalPage.self) }
+                #expect(p.items.count <= 25)
+                // Ordered newest first, ties by id.
+                for (a, b) in zip(p.items, p.items.dropFirst()) {
+                    #expect(a.publishedAt > b.publishedAt || (a.publishedAt == b.publishedAt && a.id.uuidString.lowercased() > b.id.uuidString.lowercased()))
+                }
+                seen += p.items.map(\.sourceId)
+                cursor = p.nextCursor
+                // Rows arrive while paging: newer ones and ones at the same time as rows already seen.
+                let more = [signalJSON(sourceId: "N\(page)", publishedAt: ts(-10)), signalJSON(sourceId: "M\(page)", publishedAt: ts(0))]
+                try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(more))) { _ in }
+                page += 1
+            } while cursor != nil && page < 20
+            let original = seen.filter { $0.hasPrefix("P") }
+            #expect(original.count == 120)
+            #expect(Set(original).count == 120)
+            #expect(Set(seen).count == seen.count)
+        }
+    }
+
+    @Test func everyFilter() async throws {
+        try await SitrepHarness.with { client, h in
+            let items = [
+                signalJSON(sourceId: "F1", title: "Tanker seized near strait", category: "geopolitical", severity: "critical", publishedAt: ts(10), tags: ["maritime"]),
+                signalJSON(sourceId: "F2", title: "Bond yields climb", category: "economic", severity: "medium", publishedAt: ts(20), tags: ["bonds"]),
+                signalJSON(sourceId: "F3", title: "Ransomware hits port operator", category: "security", severity: "high", publishedAt: ts(30), tags: ["maritime", "ransomware"]),
+                signalJSON(sourceId: "F4", title: "Heatwave warning", category: "climate", severity: "low", publishedAt: ts(40), tags: ["heat"]),
+            ]
+            var ids: [String: String] = [:]
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+                for item in try r.decode(SignalIngestResult.self).results { ids[item.sourceId] = item.id.uuidString.lowercased() }
+            }
+            // Escalate F3 so the status filter has something to find.
+            try await client.execute(
+                uri: "/v1/signals/\(ids["F3"]!)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: "\"1\""),
+                body: buffer(#"{"status":"escalated","note":"Port ops affected"}"#)) { r in #expect(r.status == .ok) }
+            func list(_ query: String) async throws -> [String] {
+                try await client.execute(uri: "/v1/signals?" + query, method: .get, headers: .auth(h.tokens.viewer)) { r in
+                    #expect(r.status == .ok, "\(query): \(r.text)")
+                    return try r.decode(SignalPage.self).items.map(\.sourceId)
+                }
+            }
+            #expect(try await list("category=economic&category=climate") == ["F2", "F4"])
+            #expect(try await list("minSeverity=high") == ["F1", "F3"])
+            #expect(try await list("status=escalated") == ["F3"])
+            #expect(try await list("status=new&category=security") == [])
+            #expect(try await list("tag=maritime") == ["F1", "F3"])
+            #expect(try await list("since=\(ts(30))&until=\(ts(10))") == ["F2", "F3"])
+            #expect(try await list("q=ransomware") == ["F3"])
+            #expect(try await list("q=heatwave+warning") == ["F4"])
+            try await client.execute(uri: "/v1/signals?cursor=bogus", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                #expect(r.status == .badRequest)
+                #expect(r.problemCode == "pagination.invalid_cursor")
+            }
+            try await client.execute(uri: "/v1/signals?since=\(ts(10))&until=\(ts(30))", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                #expect(r.status == .badRequest)
+                #expect(r.problemCode == "request.invalid_parameter")
+            }
+        }
+    }
+
+    @Test func triageNeedsIfMatchAndIsAudited() async throws {
+        try await SitrepHarness.with { client, h in
+            var id = ""
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([signalJSON(sourceId: "T1")]))) { r in
+                id = try r.decode(SignalIngestResult.self).results[0].id.uuidString.lowercased()
+            }
+            let etag = try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: .auth(h.tokens.admin)) { r in
+                #expect(r.status == .ok)
+                return r.headers[.eTag]
+            }
+            #expect(etag == "\"1\"")
+            let body = buffer(#"{"status":"acknowledged","note":"Seen"}"#)
+            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true), body: body) { r in
+                #expect(r.status == .preconditionRequired)
+            }
+            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.viewer, json: true, ifMatch: etag), body: body) { r in
+                #expect(r.status == .forbidden)
+            }
+            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: body) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.eTag] == "\"2\"")
+                let s = try r.decode(Signal.self)
+                #expect(s.status == .acknowledged && s.triageNote == "Seen" && s.triagedBy == "Admin" && s.triagedAt != nil)
+            }
+            // The old ETag is stale now.
+            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: body) { r in
+                #expect(r.status == .preconditionFailed)
+                #expect(r.problemCode == "precondition.failed")
+            }
+            try await client.execute(
+                uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: "\"2\""),
+                body: buffer(#"{"status":"new"}"#)) { r in
+                #expect(r.status == .conflict)
+                #expect(r.problemCode == "signal.invalid_transition")
+            }
+            try await client.execute(uri: "/v1/signals/0195793d-10c0-7b9a-a4ed-db491c101707", method: .get, headers: .auth(h.tokens.admin)) { r in
+                #expect(r.status == .notFound)
+            }
+            let rows = try await h.db.client.query(
+                "SELECT actor_id, from_state, to_state, outcome FROM audit_events WHERE action = 'signal.triage' AND entity_id = \(id)")
+            var audited: [(String, String?, String?, String)] = []
+            for try await row in rows.decode((String, String?, String?, String).self) { audited.append(row) }
+            #expect(audited.count == 1)
+            #expect(audited.first?.1 == "new" && audited.first?.2 == "acknowledged" && audited.first?.3 == "succeeded")
+        }
+    }
+
+    @Test func postureNeedsMFAAndIfMatchAndKeepsHistory() async throws {
+        try await SitrepHarness.with { client, h in
+            let posture = try await client.execute(uri: "/v1/posture", method: .get, headers: .auth(h.tokens.viewer)) { r in try r.decode(Posture.self) }
+            #expect(posture.domains.map(\.domain) == PostureDomain.allCases)
+            #expect(posture.domains.allSatisfy { $0.level == .normal && $0.setAt == nil })
+            let etag = try await client.execute(uri: "/v1/posture/cyber", method: .get, headers: .auth(h.tokens.viewer)) { r in r.headers[.eTag] }
+            let change = buffer(#"{"level":"elevated","rationale":"Phishing wave against payment portal"}"#)
+            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: change) { r in
+                #expect(r.status == .forbidden)
+            }
+            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executive, json: true, ifMatch: etag), body: change) { r in
+                #expect(r.status == .unauthorized)
+                #expect(r.problemCode == "auth.step_up_required")
+                #expect(r.headers[.wwwAuthenticate]?.contains("insufficient_claims") == true)
+            }
+            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true), body: change) { r in
+                #expect(r.status == .preconditionRequired)
+            }
+            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: "\"99\""), body: change) { r in
+                #expect(r.status == .preconditionFailed)
+            }
+            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: etag), body: change) { r in
+                #expect(r.status == .ok)
+                let e = try r.decode(PostureEntry.self)
+                #expect(e.level == .elevated && e.setBy == "Exec2" && e.rationale == "Phishing wave against payment portal")
+                #expect(r.headers[.eTag] == e.etag && e.etag != etag)
+            }
+            try await client.execute(uri: "/v1/posture/bogus", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                #expect(r.status == .badRequest)
+            }
+            let history = try await client.execute(uri: "/v1/posture/history?domain=cyber", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                try r.decode(PostureHistoryPage.self)
+            }
+            #expect(history.items.count == 1)
+            #expect(history.items.first?.fromLevel == nil && history.items.first?.toLevel == .elevated)
+            let empty = try await client.execute(uri: "/v1/posture/history?domain=physical", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                try r.decode(PostureHistoryPage.self)
+            }
+            #expect(empty.items.isEmpty && empty.nextCursor == nil)
+            let audit = try await h.db.client.query("SELECT count(*)::int8 FROM audit_events WHERE action = 'posture.set' AND to_state = 'elevated'")
+            for try await n in audit.decode(Int64.self) { #expect(n == 1) }
+        }
+    }
+
+    @Test func dashboardAggregatesInOneRoundTrip() async throws {
+        try await SitrepHarness.with { client, h in
+            let now = Date()
+            let items = [
+                signalJSON(sourceId: "D1", category: "security", severity: "critical", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3600))),
+                signalJSON(sourceId: "D2", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-7200))),
+                signalJSON(sourceId: "D3", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3 * 86400))),
+            ]
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { _ in }
+            try await h.db.client.query(
+                """
+                INSERT INTO briefings (id, title, briefing_date, status) VALUES
+                  ('0195793d-10c0-7b9a-a4ed-db491c101701', 'Draft today', current_date, 'draft'),
+                  ('0195793d-10c0-7b9a-a4ed-db491c101702', 'Approved yesterday', current_date - 1, 'approved')
+                """)
+            try await h.db.client.query(
+                """
+                INSERT INTO actions (id, title, owner_id, assigned_by, due_date, priority, status) VALUES
+                  ('0195793d-10c0-7b9a-a4ed-db491c101711', 'Late', 'o', 'a', current_date - 2, 'high', 'open'),
+                  ('0195793d-10c0-7b9a-a4ed-db491c101712', 'Soon', 'o', 'a', current_date + 3, 'low', 'in_progress'),
+                  ('0195793d-10c0-7b9a-a4ed-db491c101713', 'Stuck', 'o', 'a', NULL, 'low', 'blocked'),
+                  ('0195793d-10c0-7b9a-a4ed-db491c101714', 'Done late', 'o', 'a', current_date - 9, 'low', 'done')
+                """)
+            let d = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin)) { r in
+                #expect(r.status == .ok)
+                return try r.decode(Dashboard.self)
+            }
+            #expect(d.signals.windowHours == 24 && d.signals.total == 2)
+            #expect(d.signals.bySeverity.critical == 1 && d.signals.bySeverity.low == 1 && d.signals.bySeverity.high == 0)
+            #expect(d.signals.byCategory.security == 1 && d.signals.byCategory.economic == 1)
+            #expect(d.signals.byStatus.new == 2)
+            #expect(d.posture.count == 6)
+            #expect(d.latestBriefing?.title == "Draft today")
+            #expect(d.actions.open == 1 && d.actions.inProgress == 1 && d.actions.blocked == 1 && d.actions.overdue == 1 && d.actions.dueNext7Days == 1)
+            // Viewers only see approved or distributed briefings.
+            let v = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.viewer)) { r in try r.decode(Dashboard.self) }
+            #expect(v.latestBriefing?.title == "Approved yesterday")
+        }
+    }
+
+    @Test func meHealthAndTheContractDocuments() async throws {
+        try await SitrepHarness.with { client, h in
+            try await client.execute(uri: "/v1/me", method: .get, headers: .auth(h.tokens.executiveMFA)) { r in
+                let me = try r.decode(Me.self)
+                #expect(me.roles == [.sitrepExecutive] && me.mfa && !me.isApplication && me.displayName == "Exec2")
+                #expect(me.id == "\(me.tenantId):\(me.objectId)")
+            }
+            try await client.execute(uri: "/v1/me", method: .get, headers: .auth(h.tokens.ingest)) { r in
+                let me = try r.decode(Me.self)
+                #expect(me.isApplication)
+            }
+            try await client.execute(uri: "/healthz", method: .get) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/readyz", method: .get) { r in
+                #expect(r.status == .ok, "\(r.text)")
+                let health = try r.decode(Health.self)
+                #expect(health.checks.map(\.name) == ["postgres", "redis", "migrations"])
+            }
+            let file = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../api/openapi.yaml"))
+            try await client.execute(uri: "/openapi.yaml", method: .get) { r in
+                #expect(r.status == .ok)
+                #expect(Data(r.body.readableBytesView) == file, "the served contract must equal the file byte for byte")
+            }
+            try await client.execute(uri: "/docs", method: .get) { r in
+                #expect(r.headers[.contentType] == "text/html; charset=utf-8")
+                #expect(r.text.contains("ingestSignals") && r.text.contains("<h1>"))
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import Auth
+import Foundation
+import Generated
+import HTTPTypes
+import Handlers
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import PostgresNIO
+import Redis
+import SitrepRuntime
+import Storage
+
+/// The real service wired as `sitrep serve` wires it — generated router, JWT authentication with
+/// the dev issuer, Redis rate limits, handlers over PostgreSQL — on a fresh database.
+struct SitrepHarness: Sendable {
+    let db: TestDatabase
+    let redis: RedisClient
+    let tokens: Tokens
+
+    struct Tokens: Sendable {
+        let viewer: String
+        let admin: String
+        let executive: String
+        let executiveMFA: String
+        let ingest: String
+        let nobody: String
+    }
+
+    static var redisURL: String? {
+        ProcessInfo.processInfo.environment["SITREP_TEST_REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    static var isConfigured: Bool { TestDatabase.isConfigured && redisURL != nil }
+
+    static let keyPath = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-harness-dev-key.pem").path
+
+    static func makeTokens() async throws -> Tokens {
+        let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
+        func t(_ roles: [String], _ user: String, mfa: Bool = false, app: Bool = false) async throws -> String {
+            try await DevIssuer.token(privateKeyPEM: pem, roles: roles, user: user, name: user.capitalized, mfa: mfa, app: app)
+        }
+        return Tokens(
+            viewer: try await t(["Sitrep.Viewer"], "viewer"), admin: try await t(["Sitrep.Admin"], "admin"),
+            executive: try await t(["Sitrep.Executive"], "exec"), executiveMFA: try await t(["Sitrep.Executive"], "exec2", mfa: true),
+            ingest: try await t(["Sitrep.Ingest"], "pipeline", app: true), nobody: try await t([], "nobody"))
+    }
+
+    /// Runs `body` against a fresh database and the shared test Redis.
+    static func with(
+        rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
+        _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
+    ) async throws {
+        try await TestDatabase.with { db in
+            var rc = try RedisConfiguration(url: overrideRedis ?? redisURL!)
+            rc.connectTimeout = .seconds(1)
+            rc.commandTimeout = .seconds(2)
+            let redis = RedisClient(configuration: rc, logger: TestDatabase.logger)
+            let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
+            let auth = try await JWTAuthenticator(
+                configuration: DevIssuer.configuration,
+                publicKeysPEM: [DevIssuer.keyId: try DevIssuer.publicKeyPEM(fromPrivateKeyPEM: pem)], logger: TestDatabase.logger)
+            let prefix = UUID().uuidString.prefix(8)
+            let policies =
+                rateLimits ?? [
+                    "writes": .init(limit: 10_000, windowSeconds: 60), "ingest": .init(limit: 10_000, windowSeconds: 60),
+                    "auth": .init(limit: 10_000, windowSeconds: 60), "webhook": .init(limit: 10_000, windowSeconds: 60),
+                ]
+            _ = prefix
+            let runtime = APIRuntime(
+                authenticator: auth, rateLimiter: RedisRateLimiter(redis: redis, policies: policies), maxBodyBytes: 1 << 20,
+                validateResponses: true, logger: TestDatabase.logger)
+            let migrations = db.migrations
+            let handlers = SitrepHandlers(
+                db: db.client, redis: redis, stepUpContext: "c1",
+                pendingMigrations: {
+                    try await Migrator(client: db.client, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
+                })
+            let router = Router(context: SitrepRequestContext.self)
+            router.add(middleware: SitrepMiddleware(runtime: runtime))
+            router.registerSitrepAPI(handlers, runtime: runtime)
+            router.registerContractDocuments()
+            let app = Application(router: router, logger: TestDatabase.logger)
+            let harness = SitrepHarness(db: db, redis: redis, tokens: try await makeTokens())
+            do {
+                try await app.test(.router) { client in try await body(client, harness) }
+            } catch {
+                await redis.shutdown()
+                throw error
+            }
+            await redis.shutdown()
+        }
+    }
+}
+
+extension HTTPFields {
+    static func auth(_ token: String, json: Bool = false, ifMatch: String? = nil) -> HTTPFields {
+        var h = HTTPFields()
+        h[.authorization] = "Bearer \(token)"
+        if json { h[.contentType] = "application/json" }
+        if let ifMatch { h[.ifMatch] = ifMatch }
+        return h
+    }
+}
+
+extension TestResponse {
+    var text: String { String(buffer: body) }
+
+    /// The body decoded with the generated decoder for `T` (fails the test with the errors).
+    func decode<T: JSONDecodable>(_ type: T.Type) throws -> T {
+        var errors = ValidationErrors()
+        guard let v = T(json: try JSONParser.parse(Array(body.readableBytesView)), at: "", errors: &errors) else {
+            throw ContractViolation("cannot decode \(T.self): \(errors.items) in \(text)")
+        }
+        return v
+    }
+
+    var problemCode: String? { (try? decode(Problem.self))?.code }
+}
+
+func buffer(_ s: String) -> ByteBuffer { ByteBuffer(string: s) }
+
+/// A JSON SignalInput with overridable fields.
+func signalJSON(
+    source: String = "reuters", sourceId: String, title: String = "Brent crude rises", summary: String = "Oil up after disruption.",
+    category: String = "economic", severity: String = "high", publishedAt: String = "2026-11-25T08:00:00Z", tags: [String] = ["oil"],
+    region: String? = "Gulf"
+) -> String {
+    let tagList = tags.map { "\"\($0)\"" }.joined(separator: ",")
+    let regionJSON = region.map { "\"\($0)\"" } ?? "null"
+    return """
+        {"source":"\(source)","sourceId":"\(sourceId)","title":"\(title)","summary":"\(summary)","category":"\(category)",\
+        "severity":"\(severity)","confidence":0.8,"modelVersion":"m1","tags":[\(tagList)],"region":\(regionJSON),\
+        "publishedAt":"\(publishedAt)"}
+        """
+}
+
+func batch(_ items: [String]) -> String { "{\"items\":[" + items.joined(separator: ",") + "]}" }
