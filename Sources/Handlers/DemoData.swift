@@ -47,10 +47,13 @@ public enum DemoData {
                 let rows = try await conn.query(
                     """
                     INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence,
-                                         model_version, tags, region, published_at, content_hash, status)
+                                         model_version, tags, region, published_at, content_hash, status, triaged_by, triaged_at,
+                                         triage_note)
                     VALUES (\(UUIDv7.make(at: published)), \(input.source), \(input.sourceId), \(input.title), \(input.summary),
                             \(input.sourceUrl), \(input.category.rawValue), \(input.severity.rawValue), \(input.confidence),
-                            \(input.modelVersion), \(t.tags), \(input.region), \(published), \(hash), \(status.rawValue))
+                            \(input.modelVersion), \(t.tags), \(input.region), \(published), \(hash), \(status.rawValue),
+                            \(status == .new ? nil : "Demo Analyst"), \(status == .new ? nil : published.addingTimeInterval(1800)),
+                            \(status == .new ? nil : "Reviewed in the morning triage."))
                     ON CONFLICT (source, source_id) DO NOTHING RETURNING id
                     """, logger: logger)
                 for try await _ in rows { created += 1 }
@@ -103,7 +106,7 @@ public enum DemoData {
                 try await conn.query(
                     """
                     INSERT INTO actions (id, title, description, owner_id, assigned_by, due_date, priority, status, created_at, updated_at, version)
-                    SELECT \(UUIDv7.make(at: now)), \(title), '', \(owner), 'Demo Executive', current_date + \(Int(days)),
+                    SELECT \(UUIDv7.make(at: now)), \(title), '', \(owner), 'Demo Executive', current_date + \(Int32(days)),
                            \(priority), \(status), \(now), \(now), 1
                     WHERE NOT EXISTS (SELECT 1 FROM actions WHERE title = \(title))
                     """, logger: logger)

@@ -2,6 +2,7 @@ import Foundation
 import Generated
 import PostgresNIO
 import SitrepRuntime
+import Storage
 
 extension SitrepHandlers {
     static let postureOrder = PostureDomain.allCases.map(\.rawValue)
@@ -75,10 +76,11 @@ extension SitrepHandlers {
                     VALUES (\(UUIDv7.make()), \(input.domain.rawValue), \(fromLevelOrNil), \(input.body.level.rawValue),
                             \(input.body.rationale), \(actor), \(setAt))
                     """, logger: context.logger)
-                try await AuditRecord(
-                    action: "posture.set", entityType: "posture", entityId: input.domain.rawValue, fromState: fromLevel,
-                    toState: input.body.level.rawValue, reason: input.body.rationale
-                ).insert(on: conn, context: context)
+                try await appendAudit(
+                    context.audit(
+                        "posture.set", entityType: "posture", entityId: input.domain.rawValue, fromState: fromLevel,
+                        toState: input.body.level.rawValue, reason: input.body.rationale),
+                    on: conn, logger: context.logger)
                 return .done(
                     PostureEntry(
                         domain: input.domain, level: input.body.level, rationale: input.body.rationale, setBy: actor,

@@ -3,6 +3,7 @@ import Foundation
 import Generated
 import PostgresNIO
 import SitrepRuntime
+import Storage
 
 extension SitrepHandlers {
     static let signalColumns = """
@@ -83,10 +84,11 @@ extension SitrepHandlers {
                 let created = out.filter { $0.outcome == .created }.count
                 let conflicts = out.filter { $0.outcome == .conflict }.count
                 if created > 0 || conflicts > 0 {
-                    try await AuditRecord(
-                        action: "signal.ingest", entityType: "signal_batch", entityId: context.requestId,
-                        details: #"{"received":\#(items.count),"created":\#(created),"conflicts":\#(conflicts)}"#
-                    ).insert(on: conn, context: context)
+                    try await appendAudit(
+                        context.audit(
+                            "signal.ingest", entityType: "signal_batch", entityId: context.requestId,
+                            details: ["received": .int(Int64(items.count)), "created": .int(Int64(created)), "conflicts": .int(Int64(conflicts))]),
+                        on: conn, logger: context.logger)
                 }
                 return out
             }
@@ -203,10 +205,11 @@ extension SitrepHandlers {
                         }()), logger: context.logger)
                 var signal: Signal?
                 for try await row in updated { signal = try Self.signal(from: row) }
-                try await AuditRecord(
-                    action: "signal.triage", entityType: "signal", entityId: input.signalId.uuidString.lowercased(),
-                    fromState: fromStatus, toState: input.body.status.rawValue, reason: input.body.note
-                ).insert(on: conn, context: context)
+                try await appendAudit(
+                    context.audit(
+                        "signal.triage", entityType: "signal", entityId: input.signalId.uuidString.lowercased(),
+                        fromState: fromStatus, toState: input.body.status.rawValue, reason: input.body.note),
+                    on: conn, logger: context.logger)
                 return .done(signal!)
             }
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SitrepRuntime
+import Storage
 
 /// Opaque keyset cursors: the id of the last item on the page, base64url-encoded with a version,
 /// so the next page continues strictly after it in (time, id) order even while rows are added.
@@ -78,27 +79,16 @@ func database<T>(_ body: () async throws -> T) async throws -> T {
     }
 }
 
-/// One row in the shared, hash-chained audit log, written inside the caller's transaction.
-struct AuditRecord {
-    var action: String
-    var entityType: String
-    var entityId: String
-    var fromState: String?
-    var toState: String?
-    var reason: String?
-    var outcome: String = "succeeded"
-    var details: String?
-
-    func insert(on connection: PostgresConnection, context: OperationContext) async throws {
-        let actor = context.principal?.id ?? "anonymous"
-        let roles = Array(context.principal?.roles ?? []).sorted()
-        try await connection.query(
-            """
-            INSERT INTO audit_events (actor_id, actor_name, actor_roles, action, entity_type, entity_id, from_state, to_state,
-                                      reason, request_id, client_address, outcome, details)
-            VALUES (\(actor), \(context.principal?.displayName), \(roles), \(action), \(entityType), \(entityId), \(fromState),
-                    \(toState), \(reason),
-                    \(context.requestId), \(context.clientAddress), \(outcome), \(details)::jsonb)
-            """, logger: context.logger)
+extension OperationContext {
+    /// An audit event for this call: who (principal, roles), request id and client address filled in.
+    func audit(
+        _ action: String, entityType: String, entityId: String, fromState: String? = nil, toState: String? = nil,
+        reason: String? = nil, outcome: AuditEventOutcome = .succeeded, details: AuditJSON? = nil
+    ) -> AuditEventInput {
+        AuditEventInput(
+            action: action, outcome: outcome, actorId: principal?.id ?? "anonymous", actorName: principal?.displayName,
+            actorRoles: Array(principal?.roles ?? []).sorted(), entityType: entityType, entityId: entityId,
+            fromState: fromState, toState: toState, reason: reason, requestId: requestId, clientAddress: clientAddress,
+            details: details)
     }
 }

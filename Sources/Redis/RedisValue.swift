@@ -83,6 +83,10 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         self.message = message
     }
 
+    public init(kind: Kind, message: String) {
+        self.init(kind, message)
+    }
+
     /// For `.server`: the error code Redis put first (`ERR`, `WRONGTYPE`, `NOAUTH`, ...).
     public var serverCode: String? {
         guard kind == .server else { return nil }

@@ -99,7 +99,9 @@ func withDatabase(_ config: Configuration, logger: Logger, _ body: @escaping @Se
     } catch {
         die("\(error)")
     }
-    let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: logger)
+    var quiet = logger
+    quiet.logLevel = .error  // the pool warns about a lease made a moment before run() starts
+    let client = PostgresClient(configuration: database.clientConfiguration, backgroundLogger: quiet)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await client.run() }
         defer { group.cancelAll() }

@@ -54,7 +54,7 @@ sitrep_install_deps() {
     # ones only print to stderr and count as missing.
     declare -A installed=()
     while read -r pkg status; do
-        [[ "$status" == installed ]] && installed[$pkg]=1
+        if [[ "$status" == installed ]]; then installed[$pkg]=1; fi
     done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${wanted[@]}" 2>/dev/null || true)
     for pkg in "${wanted[@]}"; do
         [[ -n "${installed[$pkg]:-}" ]] || missing+=("$pkg")
@@ -172,6 +172,8 @@ sitrep__start_postgres() {
             sitrep__log "PostgreSQL already running on 127.0.0.1:$SITREP_PG_PORT ($data)"
             return 0
         fi
+        sitrep__log "PostgreSQL in $data runs but does not answer; restarting it"
+        sitrep__as_pg "$bin/pg_ctl" -D "$data" -m fast -w -t 30 stop >/dev/null 2>&1 || true
     fi
 
     if [[ ! -f "$data/PG_VERSION" ]]; then
