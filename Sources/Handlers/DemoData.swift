@@ -27,13 +27,45 @@ public enum DemoData {
         .init(category: .reputational, title: "Social media claims about service outage gain traction", summary: "Unverified posts allege a data leak; no evidence found so far, monitoring continues.", tags: ["social-media", "misinformation"], region: "Global"),
     ]
 
+    /// `count` signals over the last seven days in one statement (ids are UUIDv7 made in SQL).
+    static func bulkSignals(_ count: Int, now: Date, on conn: PostgresConnection, logger: Logger) async throws -> Int {
+        let titles = templates.map(\.title)
+        let summaries = templates.map(\.summary)
+        let categories = templates.map(\.category.rawValue)
+        let regions = templates.map(\.region)
+        let rows = try await conn.query(
+            """
+            WITH t AS (SELECT \(titles)::text[] AS titles, \(summaries)::text[] AS summaries,
+                              \(categories)::text[] AS categories, \(regions)::text[] AS regions)
+            INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence,
+                                 model_version, tags, region, published_at, content_hash, status)
+            SELECT sitrep_uuid_v7(), 'demo-bulk', 'bulk-' || i, t.titles[1 + i % 8], t.summaries[1 + i % 8],
+                   'https://news.example.org/bulk/' || i, t.categories[1 + i % 8],
+                   (ARRAY['low','low','medium','medium','medium','high','high','critical'])[1 + (i * 7 + i / 8) % 8],
+                   0.55 + ((i * 37) % 45) / 100.0, 'sitrep-classifier-2026.11.1', ARRAY['demo', 'bulk'],
+                   t.regions[1 + i % 8], \(now)::timestamptz - (i * interval '7 days' / \(count)) - interval '1 minute',
+                   encode(sha256(('bulk-' || i)::bytea), 'hex'),
+                   (ARRAY['new','new','new','acknowledged','escalated','dismissed'])[1 + (i * 5) % 6]
+            FROM generate_series(0, \(count) - 1) AS i, t
+            ON CONFLICT (source, source_id) DO NOTHING
+            RETURNING 1
+            """, logger: logger)
+        var n = 0
+        for try await _ in rows { n += 1 }
+        return n
+    }
+
     /// Inserts the demo rows; returns a one-line summary.
     public static func seed(client: PostgresClient, signals count: Int, logger: Logger, now: Date = Date()) async throws -> String {
         var created = 0
         let severities: [Severity] = [.low, .low, .medium, .medium, .medium, .high, .high, .critical]
         let statuses: [SignalStatus] = [.new, .new, .new, .acknowledged, .escalated, .dismissed]
         try await client.withTransaction(logger: logger) { conn in
-            for i in 0..<count {
+            if count > 2000 {
+                // Benchmark volumes: one set-based insert instead of a round trip per row.
+                created = try await bulkSignals(count, now: now, on: conn, logger: logger)
+            }
+            for i in 0..<(count > 2000 ? 0 : count) {
                 let t = templates[i % templates.count]
                 let severity = severities[(i * 7 + i / 8) % severities.count]
                 let status = statuses[(i * 5) % statuses.count]

@@ -6,6 +6,7 @@ import Generated
 import Handlers
 import Hummingbird
 import Logging
+import NIOPosix
 import PostgresNIO
 import Redis
 import ServiceLifecycle
@@ -32,7 +33,10 @@ struct Serve: AsyncParsableCommand {
         var pgConfig = database.clientConfiguration
         pgConfig.options.maximumConnections = config.databasePoolSize
         let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
-        let redis = RedisClient(configuration: redisConfig, logger: logger)
+        // hiredis calls block: give them threads of their own, one per pooled connection.
+        let redisThreads = NIOThreadPool(numberOfThreads: max(2, redisConfig.poolSize))
+        redisThreads.start()
+        let redis = RedisClient(configuration: redisConfig, logger: logger, threadPool: redisThreads)
         let migrations: [Migration]
         do {
             migrations = try MigrationSource.load(directory: URL(fileURLWithPath: config.migrationsDirectory))
@@ -90,6 +94,7 @@ struct Serve: AsyncParsableCommand {
             logger.error("sitrep stopped with an error", metadata: ["error": "\(error)"])
         }
         await redis.shutdown()
+        try? await redisThreads.shutdownGracefully()
         try? await httpClient.shutdown()
     }
 }

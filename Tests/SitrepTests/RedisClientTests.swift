@@ -39,7 +39,7 @@ private enum RedisTestEnvironment {
 }
 
 /// A redis-server owned by one test: started, stopped and restarted at will.
-private struct PrivateRedisServer {
+struct PrivateRedisServer {
     let port: Int
     let directory: String
     let password: String?
@@ -472,7 +472,7 @@ extension RedisClient {
 }
 
 /// A loopback port nothing listens on right now (bind to port 0, read it, close).
-private func freeLoopbackPort() throws -> Int {
+func freeLoopbackPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw RedisTestFailure("socket() failed") }
     defer { close(fd) }
@@ -491,7 +491,7 @@ private func freeLoopbackPort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-private func isListening(port: Int) -> Bool {
+func isListening(port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
@@ -511,7 +511,7 @@ private func isListening(port: Int) -> Bool {
 /// --daemonize yes) keeps that socket open, so `waitUntilExit` never returns.
 /// For the same reason the child closes every descriptor above 2 before
 /// running the command: a daemon must not keep another test's pipes open.
-private func runShell(_ command: String) throws {
+func runShell(_ command: String) throws {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -529,7 +529,7 @@ private func runShell(_ command: String) throws {
     guard exitCode == 0 else { throw RedisTestFailure("`\(command)` exited with \(exitCode)") }
 }
 
-private func waitUntil(description: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) throws {
+func waitUntil(description: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) throws {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while clock.now < deadline {
@@ -539,7 +539,7 @@ private func waitUntil(description: String, timeout: Duration = .seconds(10), _ 
     throw RedisTestFailure("timed out waiting for \(description)")
 }
 
-private struct RedisTestFailure: Error, CustomStringConvertible {
+struct RedisTestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }

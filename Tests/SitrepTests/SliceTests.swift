@@ -308,3 +308,27 @@ struct SliceTests {
         }
     }
 }
+
+/// Readiness follows Redis: 503 naming it while it is down, 200 again once it is back, with no
+/// restart of the service. Uses a private redis-server so other suites keep theirs.
+@Suite("slice: readiness", .enabled(if: SitrepHarness.isConfigured))
+struct ReadinessTests {
+    @Test func readinessGoes503WhenRedisStopsAndRecovers() async throws {
+        let server = try PrivateRedisServer.make()
+        try server.start()
+        defer { server.remove() }
+        try await SitrepHarness.with(redisURL: server.url) { client, _ in
+            try await client.execute(uri: "/readyz", method: .get) { r in #expect(r.status == .ok, "\(r.text)") }
+            try server.stop()
+            try await client.execute(uri: "/readyz", method: .get) { r in
+                #expect(r.status == .serviceUnavailable)
+                let p = try r.decode(Problem.self)
+                #expect(p.code == "dependency.unavailable")
+                #expect(p.detail?.hasPrefix("redis:") == true, "\(p.detail ?? "")")
+                #expect(r.headers[.retryAfter] != nil)
+            }
+            try server.start()
+            try await client.execute(uri: "/readyz", method: .get) { r in #expect(r.status == .ok, "\(r.text)") }
+        }
+    }
+}

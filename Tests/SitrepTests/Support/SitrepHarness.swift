@@ -32,7 +32,13 @@ struct SitrepHarness: Sendable {
         ProcessInfo.processInfo.environment["SITREP_TEST_REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    static var isConfigured: Bool { TestDatabase.isConfigured && redisURL != nil }
+    static var isConfigured: Bool {
+        TestDatabase.isConfigured && (redisURL != nil || ProcessInfo.processInfo.environment["CI"] != nil)
+    }
+
+    struct RedisNotConfigured: Error, CustomStringConvertible {
+        var description: String { "SITREP_TEST_REDIS_URL is not set; run the tests through Tools/test" }
+    }
 
     static let keyPath = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-harness-dev-key.pem").path
 
@@ -53,7 +59,8 @@ struct SitrepHarness: Sendable {
         _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
-            var rc = try RedisConfiguration(url: overrideRedis ?? redisURL!)
+            guard let url = overrideRedis ?? redisURL else { throw RedisNotConfigured() }
+            var rc = try RedisConfiguration(url: url)
             rc.connectTimeout = .seconds(1)
             rc.commandTimeout = .seconds(2)
             let redis = RedisClient(configuration: rc, logger: TestDatabase.logger)
