@@ -8,7 +8,8 @@ extension Router where Context == SitrepRequestContext {
         let yaml = ByteBuffer(string: SitrepSpec.yaml)
         let html = ByteBuffer(string: SitrepSpec.docsHTML)
         get("/openapi.yaml") { _, _ in
-            Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8", .cacheControl: "no-cache"], body: .init(byteBuffer: yaml))
+            Response(
+                status: .ok, headers: [.contentType: "application/yaml; charset=utf-8", .cacheControl: "no-cache"], body: .init(byteBuffer: yaml))
         }
         get("/docs") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"], body: .init(byteBuffer: html))

@@ -21,7 +21,9 @@ extension SitrepHandlers {
                     generatedAt: now, posture: try await posture,
                     signals: SignalStats(
                         windowHours: windowHours, total: total,
-                        bySeverity: SeverityCounts(low: s["severity:low"] ?? 0, medium: s["severity:medium"] ?? 0, high: s["severity:high"] ?? 0, critical: s["severity:critical"] ?? 0),
+                        bySeverity: SeverityCounts(
+                            low: s["severity:low"] ?? 0, medium: s["severity:medium"] ?? 0, high: s["severity:high"] ?? 0,
+                            critical: s["severity:critical"] ?? 0),
                         byCategory: CategoryCounts(
                             geopolitical: s["category:geopolitical"] ?? 0, economic: s["category:economic"] ?? 0,
                             security: s["category:security"] ?? 0, technology: s["category:technology"] ?? 0,
@@ -44,10 +46,15 @@ extension SitrepHandlers {
         var out: [String: Int] = [:]
         var total = 0
         for try await (severity, category, status, count) in rows.decode((String?, String?, String?, Int64).self) {
-            if let severity { out["severity:" + severity] = Int(count) }
-            else if let category { out["category:" + category] = Int(count) }
-            else if let status { out["status:" + status] = Int(count) }
-            else { total = Int(count) }
+            if let severity {
+                out["severity:" + severity] = Int(count)
+            } else if let category {
+                out["category:" + category] = Int(count)
+            } else if let status {
+                out["status:" + status] = Int(count)
+            } else {
+                total = Int(count)
+            }
         }
         return (out, total)
     }

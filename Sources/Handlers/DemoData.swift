@@ -17,14 +17,37 @@ public enum DemoData {
     }
 
     static let templates: [Template] = [
-        .init(category: .economic, title: "Brent crude moves after Red Sea shipping disruption", summary: "Futures react as container carriers reroute; freight and insurance costs for Gulf importers expected to rise.", tags: ["oil", "shipping"], region: "Middle East"),
-        .init(category: .security, title: "Phishing campaign impersonates government payment portal", summary: "The national CERT reports look-alike domains harvesting credentials and card details.", tags: ["phishing", "payments"], region: "GCC"),
-        .init(category: .geopolitical, title: "Regional foreign ministers meet on maritime security", summary: "Communiqué expected on joint patrols and information sharing in the Strait of Hormuz.", tags: ["diplomacy", "maritime"], region: "Gulf"),
-        .init(category: .technology, title: "Cloud provider announces sovereign region in the Emirates", summary: "New region promises in-country key management and data residency for government workloads.", tags: ["cloud", "sovereignty"], region: "UAE"),
-        .init(category: .regulatory, title: "Central bank consults on AI model risk guidance", summary: "Draft guidance covers model inventories, validation and human oversight for financial institutions.", tags: ["ai", "regulation"], region: "UAE"),
-        .init(category: .health, title: "Respiratory infections rise ahead of winter season", summary: "Health authority urges vaccination; hospital occupancy within normal seasonal range.", tags: ["public-health"], region: "GCC"),
-        .init(category: .climate, title: "Heat advisory extended for coastal areas", summary: "Temperatures above seasonal norms expected for five more days; outdoor work restrictions apply.", tags: ["heat", "weather"], region: "UAE"),
-        .init(category: .reputational, title: "Social media claims about service outage gain traction", summary: "Unverified posts allege a data leak; no evidence found so far, monitoring continues.", tags: ["social-media", "misinformation"], region: "Global"),
+        .init(
+            category: .economic, title: "Brent crude moves after Red Sea shipping disruption",
+            summary: "Futures react as container carriers reroute; freight and insurance costs for Gulf importers expected to rise.",
+            tags: ["oil", "shipping"], region: "Middle East"),
+        .init(
+            category: .security, title: "Phishing campaign impersonates government payment portal",
+            summary: "The national CERT reports look-alike domains harvesting credentials and card details.", tags: ["phishing", "payments"],
+            region: "GCC"),
+        .init(
+            category: .geopolitical, title: "Regional foreign ministers meet on maritime security",
+            summary: "Communiqué expected on joint patrols and information sharing in the Strait of Hormuz.", tags: ["diplomacy", "maritime"],
+            region: "Gulf"),
+        .init(
+            category: .technology, title: "Cloud provider announces sovereign region in the Emirates",
+            summary: "New region promises in-country key management and data residency for government workloads.", tags: ["cloud", "sovereignty"],
+            region: "UAE"),
+        .init(
+            category: .regulatory, title: "Central bank consults on AI model risk guidance",
+            summary: "Draft guidance covers model inventories, validation and human oversight for financial institutions.",
+            tags: ["ai", "regulation"], region: "UAE"),
+        .init(
+            category: .health, title: "Respiratory infections rise ahead of winter season",
+            summary: "Health authority urges vaccination; hospital occupancy within normal seasonal range.", tags: ["public-health"], region: "GCC"),
+        .init(
+            category: .climate, title: "Heat advisory extended for coastal areas",
+            summary: "Temperatures above seasonal norms expected for five more days; outdoor work restrictions apply.", tags: ["heat", "weather"],
+            region: "UAE"),
+        .init(
+            category: .reputational, title: "Social media claims about service outage gain traction",
+            summary: "Unverified posts allege a data leak; no evidence found so far, monitoring continues.",
+            tags: ["social-media", "misinformation"], region: "Global"),
     ]
 
     /// `count` signals over the last seven days in one statement (ids are UUIDv7 made in SQL).

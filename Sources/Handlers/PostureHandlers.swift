@@ -11,7 +11,9 @@ extension SitrepHandlers {
     func postureEntries(context: OperationContext, connection: PostgresConnection? = nil) async throws -> [PostureEntry] {
         var found: [String: PostureEntry] = [:]
         let query: PostgresQuery = "SELECT domain, level, rationale, set_by, set_at, version FROM posture"
-        let rows = try await (connection != nil
+        let rows =
+            try await
+            (connection != nil
             ? connection!.query(query, logger: context.logger) : db.query(query, logger: context.logger))
         for try await (domain, level, rationale, setBy, setAt, version) in rows.decode(
             (String, String, String?, String?, Date?, Int).self)

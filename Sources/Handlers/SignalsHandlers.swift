@@ -111,7 +111,8 @@ extension SitrepHandlers {
         let after = try Cursor.decode(input.cursor)
         if let since = input.since, let until = input.until, since >= until {
             return .badRequest(
-                Problem(status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
+                Problem(
+                    status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
                     detail: "since must be before until.",
                     errors: [FieldError(pointer: "/query/since", message: "must be before until")]))
         }

@@ -23,7 +23,8 @@ enum Cursor {
             let id = UUID(uuidString: String(raw.dropFirst(3)))
         else {
             throw ProblemError(
-                Problem(status: 400, code: "pagination.invalid_cursor", title: "Invalid cursor",
+                Problem(
+                    status: 400, code: "pagination.invalid_cursor", title: "Invalid cursor",
                     detail: "The cursor is not one this API issued; start again without it.",
                     errors: [FieldError(pointer: "/query/cursor", message: "is not a valid cursor")]))
         }

@@ -41,8 +41,9 @@ package final class RedisConnection: @unchecked Sendable {
     /// Blocking: call on the thread pool.
     static func connect(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConnection {
         let endpoint = "\(configuration.host):\(configuration.port)"
-        guard let context = redisConnectWithTimeout(
-            configuration.host, Int32(clamping: configuration.port), configuration.connectTimeout.hiredisTimeval)
+        guard
+            let context = redisConnectWithTimeout(
+                configuration.host, Int32(clamping: configuration.port), configuration.connectTimeout.hiredisTimeval)
         else {
             throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
         }

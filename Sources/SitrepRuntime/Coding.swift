@@ -193,7 +193,9 @@ public struct ArrayRule: Sendable {
 /// Primitive decoders the generated `init?(json:at:errors:)` call, one per schema kind.
 public enum JSONDecoding {
     @inlinable
-    public static func string(_ v: JSONValue?, at p: @autoclosure () -> String, rule: StringRule = .none, errors: inout ValidationErrors) -> Field<String> {
+    public static func string(_ v: JSONValue?, at p: @autoclosure () -> String, rule: StringRule = .none, errors: inout ValidationErrors) -> Field<
+        String
+    > {
         guard let v else { return .missing }
         switch v {
         case .null: return .null
@@ -248,7 +250,9 @@ public enum JSONDecoding {
         }
     }
 
-    public static func integer(_ v: JSONValue?, at p: @autoclosure () -> String, rule: IntegerRule = .none, errors: inout ValidationErrors) -> Field<Int> {
+    public static func integer(_ v: JSONValue?, at p: @autoclosure () -> String, rule: IntegerRule = .none, errors: inout ValidationErrors) -> Field<
+        Int
+    > {
         guard let v else { return .missing }
         switch v {
         case .null: return .null
@@ -270,7 +274,9 @@ public enum JSONDecoding {
         }
     }
 
-    public static func number(_ v: JSONValue?, at p: @autoclosure () -> String, rule: NumberRule = .none, errors: inout ValidationErrors) -> Field<Double> {
+    public static func number(_ v: JSONValue?, at p: @autoclosure () -> String, rule: NumberRule = .none, errors: inout ValidationErrors) -> Field<
+        Double
+    > {
         guard let v else { return .missing }
         switch v {
         case .null: return .null
@@ -294,7 +300,9 @@ public enum JSONDecoding {
         }
     }
 
-    public static func object<T: JSONDecodable>(_ type: T.Type, _ v: JSONValue?, at p: @autoclosure () -> String, errors: inout ValidationErrors) -> Field<T> {
+    public static func object<T: JSONDecodable>(_ type: T.Type, _ v: JSONValue?, at p: @autoclosure () -> String, errors: inout ValidationErrors)
+        -> Field<T>
+    {
         guard let v else { return .missing }
         if case .null = v { return .null }
         return T(json: v, at: p(), errors: &errors).map { .value($0) } ?? .invalid
@@ -369,7 +377,9 @@ public enum JSONDecoding {
 
     /// An optional member; `nullable` says whether an explicit null is allowed.
     @inlinable
-    public static func optional<T>(_ f: Field<T>, nullable: Bool = false, at p: @autoclosure () -> String, errors: inout ValidationErrors, ok: inout Bool) -> T? {
+    public static func optional<T>(
+        _ f: Field<T>, nullable: Bool = false, at p: @autoclosure () -> String, errors: inout ValidationErrors, ok: inout Bool
+    ) -> T? {
         switch f {
         case .value(let v): return v
         case .missing: return nil

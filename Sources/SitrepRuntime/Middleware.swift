@@ -27,7 +27,8 @@ public struct SitrepMiddleware: RouterMiddleware {
             case 404:
                 problem = Problem(status: 404, code: "route.not_found", detail: "No operation is defined at \(request.uri.path); see /openapi.yaml.")
             case 413:
-                problem = Problem(status: 413, code: "request.too_large", detail: "The body is larger than the limit of \(runtime.maxBodyBytes) bytes.")
+                problem = Problem(
+                    status: 413, code: "request.too_large", detail: "The body is larger than the limit of \(runtime.maxBodyBytes) bytes.")
             default:
                 problem = Problem(status: status, code: "request.rejected", detail: Problem.defaultTitle(status))
             }
@@ -37,7 +38,8 @@ public struct SitrepMiddleware: RouterMiddleware {
             response = runtime.standaloneProblem(.internalError(), request: request, requestId: requestId)
         }
         response.headers[.xRequestID] = requestId
-        let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15
+        let ms =
+            Double((ContinuousClock.now - start).components.attoseconds) / 1e15
             + Double((ContinuousClock.now - start).components.seconds) * 1000
         context.logger.info(
             "request",
@@ -51,7 +53,9 @@ public struct SitrepMiddleware: RouterMiddleware {
     /// Accepts a caller's id when it is 1–128 characters of `[A-Za-z0-9._:-]`; otherwise makes one.
     public static func requestId(from header: String?) -> String {
         if let h = header, !h.isEmpty, h.utf8.count <= 128,
-            h.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 46 || $0 == 95 || $0 == 45 || $0 == 58 })
+            h.utf8.allSatisfy({
+                ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 46 || $0 == 95 || $0 == 45 || $0 == 58
+            })
         {
             return h
         }
@@ -71,7 +75,8 @@ extension Router where Context == SitrepRequestContext {
         for m in all where !allowed.contains(m) {
             self.on(RouterPath(path), method: m) { request, context -> Response in
                 runtime.standaloneProblem(
-                    Problem(status: 405, code: "route.method_not_allowed", title: "Method not allowed",
+                    Problem(
+                        status: 405, code: "route.method_not_allowed", title: "Method not allowed",
                         detail: "\(request.method.rawValue) is not supported here; use \(allow).", headers: [(.allow, allow)]),
                     request: request, requestId: context.requestId)
             }

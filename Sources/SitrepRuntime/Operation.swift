@@ -59,7 +59,8 @@ public struct OperationContext: Sendable {
     public let logger: Logger
     public let receivedAt: Date
 
-    public init(operation: OperationInfo, principal: Principal?, requestId: String, clientAddress: String?, logger: Logger, receivedAt: Date = Date()) {
+    public init(operation: OperationInfo, principal: Principal?, requestId: String, clientAddress: String?, logger: Logger, receivedAt: Date = Date())
+    {
         self.operation = operation
         self.principal = principal
         self.requestId = requestId
@@ -88,7 +89,9 @@ public struct RequestParts: Sendable {
     public let rawBody: [UInt8]?
     public let contentType: String?
 
-    public init(path: [String: Substring], query: [(Substring, Substring)], headers: HTTPFields, json: JSONValue?, rawBody: [UInt8]?, contentType: String?) {
+    public init(
+        path: [String: Substring], query: [(Substring, Substring)], headers: HTTPFields, json: JSONValue?, rawBody: [UInt8]?, contentType: String?
+    ) {
         self.path = path
         self.query = query
         self.headers = headers

@@ -104,7 +104,9 @@ extension Problem {
     public static func conflict(_ detail: String, code: String) -> Problem {
         Problem(status: 409, code: code, detail: detail)
     }
-    public static func preconditionFailed(_ detail: String = "The resource changed since you read it; fetch it again and retry with its new ETag.") -> Problem {
+    public static func preconditionFailed(_ detail: String = "The resource changed since you read it; fetch it again and retry with its new ETag.")
+        -> Problem
+    {
         Problem(status: 412, code: "precondition.failed", detail: detail)
     }
     public static func preconditionRequired(_ detail: String = "This write needs an If-Match header with the resource's current ETag.") -> Problem {
@@ -161,13 +163,22 @@ extension Problem: JSONDecodable {
             return nil
         }
         var ok = true
-        let type = JSONDecoding.required(JSONDecoding.string(o["type"], at: pointer + "/type", errors: &errors), at: pointer + "/type", errors: &errors, ok: &ok)
-        let title = JSONDecoding.required(JSONDecoding.string(o["title"], at: pointer + "/title", errors: &errors), at: pointer + "/title", errors: &errors, ok: &ok)
-        let status = JSONDecoding.required(JSONDecoding.integer(o["status"], at: pointer + "/status", rule: IntegerRule(minimum: 100, maximum: 599), errors: &errors), at: pointer + "/status", errors: &errors, ok: &ok)
-        let code = JSONDecoding.required(JSONDecoding.string(o["code"], at: pointer + "/code", rule: StringRule(minLength: 1), errors: &errors), at: pointer + "/code", errors: &errors, ok: &ok)
-        let requestId = JSONDecoding.required(JSONDecoding.string(o["requestId"], at: pointer + "/requestId", errors: &errors), at: pointer + "/requestId", errors: &errors, ok: &ok)
-        let detail = JSONDecoding.optional(JSONDecoding.string(o["detail"], at: pointer + "/detail", errors: &errors), at: pointer + "/detail", errors: &errors, ok: &ok)
-        let instance = JSONDecoding.optional(JSONDecoding.string(o["instance"], at: pointer + "/instance", errors: &errors), at: pointer + "/instance", errors: &errors, ok: &ok)
+        let type = JSONDecoding.required(
+            JSONDecoding.string(o["type"], at: pointer + "/type", errors: &errors), at: pointer + "/type", errors: &errors, ok: &ok)
+        let title = JSONDecoding.required(
+            JSONDecoding.string(o["title"], at: pointer + "/title", errors: &errors), at: pointer + "/title", errors: &errors, ok: &ok)
+        let status = JSONDecoding.required(
+            JSONDecoding.integer(o["status"], at: pointer + "/status", rule: IntegerRule(minimum: 100, maximum: 599), errors: &errors),
+            at: pointer + "/status", errors: &errors, ok: &ok)
+        let code = JSONDecoding.required(
+            JSONDecoding.string(o["code"], at: pointer + "/code", rule: StringRule(minLength: 1), errors: &errors), at: pointer + "/code",
+            errors: &errors, ok: &ok)
+        let requestId = JSONDecoding.required(
+            JSONDecoding.string(o["requestId"], at: pointer + "/requestId", errors: &errors), at: pointer + "/requestId", errors: &errors, ok: &ok)
+        let detail = JSONDecoding.optional(
+            JSONDecoding.string(o["detail"], at: pointer + "/detail", errors: &errors), at: pointer + "/detail", errors: &errors, ok: &ok)
+        let instance = JSONDecoding.optional(
+            JSONDecoding.string(o["instance"], at: pointer + "/instance", errors: &errors), at: pointer + "/instance", errors: &errors, ok: &ok)
         var fieldErrors: [FieldError]?
         if let e = o["errors"] {
             if case .array(let items) = e {

@@ -149,7 +149,8 @@ public struct APIRuntime: Sendable {
         do {
             if op.planned {
                 throw ProblemError(
-                    Problem(status: 501, code: "not_implemented", title: "Not implemented",
+                    Problem(
+                        status: 501, code: "not_implemented", title: "Not implemented",
                         detail: "\(op.id) is in the contract but not implemented yet (x-planned)."))
             }
             // 1. Authentication, roles, MFA step-up.
@@ -160,7 +161,8 @@ public struct APIRuntime: Sendable {
                 logger[metadataKey: "principal"] = .string(p.id)
                 if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
                     throw ProblemError(
-                        Problem(status: 403, code: "auth.forbidden",
+                        Problem(
+                            status: 403, code: "auth.forbidden",
                             detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", "))."))
                 }
                 if op.mfa && !p.authContexts.contains(stepUpContext) {
@@ -174,7 +176,8 @@ public struct APIRuntime: Sendable {
                     let d = try await limiter.check(policy: policy, key: key)
                     if !d.allowed {
                         throw ProblemError(
-                            Problem(status: 429, code: "rate_limit.exceeded",
+                            Problem(
+                                status: 429, code: "rate_limit.exceeded",
                                 detail: "Rate limit '\(policy)' allows \(d.limit) requests per window; retry after \(d.retryAfter) s.",
                                 headers: [(.retryAfter, String(d.retryAfter))]))
                     }
@@ -199,8 +202,10 @@ public struct APIRuntime: Sendable {
                     let mediaType = contentType.map(Self.mediaType) ?? ""
                     guard op.requestContentTypes.contains(mediaType) else {
                         throw ProblemError(
-                            Problem(status: 415, code: "request.unsupported_media_type",
-                                detail: "Send the body as \(op.requestContentTypes.joined(separator: " or ")); got \(contentType ?? "no Content-Type")."))
+                            Problem(
+                                status: 415, code: "request.unsupported_media_type",
+                                detail:
+                                    "Send the body as \(op.requestContentTypes.joined(separator: " or ")); got \(contentType ?? "no Content-Type")."))
                     }
                     if mediaType == "application/json" {
                         do {
@@ -229,11 +234,13 @@ public struct APIRuntime: Sendable {
                     return finish(saved, op: op, requestId: requestId, logger: logger)
                 case .mismatch:
                     throw ProblemError(
-                        Problem(status: 422, code: "idempotency.key_reused",
+                        Problem(
+                            status: 422, code: "idempotency.key_reused",
                             detail: "This Idempotency-Key was already used with a different request."))
                 case .inFlight:
                     throw ProblemError(
-                        Problem(status: 409, code: "idempotency.in_flight",
+                        Problem(
+                            status: 409, code: "idempotency.in_flight",
                             detail: "A request with this Idempotency-Key is still being processed; retry shortly."))
                 case .proceed(let t):
                     token = t
@@ -298,16 +305,20 @@ public struct APIRuntime: Sendable {
         if let error {
             challenge += ", error=\"\(error)\", error_description=\"\(description.replacingOccurrences(of: "\"", with: "'"))\""
         }
-        return Problem(status: 401, code: "auth.unauthenticated", title: "Unauthorized", detail: description,
+        return Problem(
+            status: 401, code: "auth.unauthenticated", title: "Unauthorized", detail: description,
             headers: [(.wwwAuthenticate, challenge)])
     }
 
     private func stepUp() -> Problem {
         let claims = #"{"access_token":{"acrs":{"essential":true,"value":"\#(stepUpContext)"}}}"#
         let b64 = Data(claims.utf8).base64EncodedString()
-        let challenge = "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(b64)\""
-        return Problem(status: 401, code: "auth.step_up_required", title: "Step-up authentication required",
-            detail: "This operation needs multi-factor authentication (authentication context \(stepUpContext)); acquire a token with the claims in WWW-Authenticate.",
+        let challenge =
+            "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(b64)\""
+        return Problem(
+            status: 401, code: "auth.step_up_required", title: "Step-up authentication required",
+            detail:
+                "This operation needs multi-factor authentication (authentication context \(stepUpContext)); acquire a token with the claims in WWW-Authenticate.",
             headers: [(.wwwAuthenticate, challenge)])
     }
 
@@ -362,14 +373,16 @@ public struct APIRuntime: Sendable {
     static func idempotencyKey(_ headers: HTTPFields) throws -> String {
         guard var key = headers[HTTPField.Name("Idempotency-Key")!]?.trimmingCharacters(in: .whitespaces), !key.isEmpty else {
             throw ProblemError(
-                Problem(status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
+                Problem(
+                    status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
                     detail: "This operation needs an Idempotency-Key header (a unique string per intended write, 1–255 characters).",
                     errors: [FieldError(pointer: "/header/Idempotency-Key", message: "is required")]))
         }
         if key.count >= 2 && key.hasPrefix("\"") && key.hasSuffix("\"") { key = String(key.dropFirst().dropLast()) }
         guard !key.isEmpty, key.utf8.count <= 255 else {
             throw ProblemError(
-                Problem(status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
+                Problem(
+                    status: 400, code: "request.invalid_parameter", title: "Invalid parameters",
                     detail: "Idempotency-Key must be 1 to 255 characters.",
                     errors: [FieldError(pointer: "/header/Idempotency-Key", message: "must be 1 to 255 characters")]))
         }

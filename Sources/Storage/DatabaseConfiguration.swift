@@ -172,7 +172,8 @@ public struct DatabaseConfiguration: Sendable {
             host = String(authority)
         }
         if !authority.hasPrefix("["), host.contains(":") {
-            throw DatabaseConfigurationError("database URL host looks like an IPv6 address; write it in brackets, e.g. postgres://user@[::1]:5432/database")
+            throw DatabaseConfigurationError(
+                "database URL host looks like an IPv6 address; write it in brackets, e.g. postgres://user@[::1]:5432/database")
         }
         if host.contains(",") {
             throw DatabaseConfigurationError("database URL names several hosts ('\(host)'); only one host is supported")
@@ -391,7 +392,8 @@ public struct DatabaseConfiguration: Sendable {
         } else {
             hostPart = ""
         }
-        var text = "postgres://\(username)@\(hostPart)/\(database ?? "")?sslmode=\(sslMode.rawValue)&pool_max=\(poolMax)&connect_timeout=\(connectTimeoutSeconds)"
+        var text =
+            "postgres://\(username)@\(hostPart)/\(database ?? "")?sslmode=\(sslMode.rawValue)&pool_max=\(poolMax)&connect_timeout=\(connectTimeoutSeconds)"
         if let unixSocketPath {
             text += "&socket=\(unixSocketPath)"
         }

@@ -266,15 +266,18 @@ public struct Migrator: Sendable {
         for record in applied {
             let recordedFile = Migration.fileName(version: record.version, name: record.name)
             guard let file = byVersion[record.version] else {
-                problems.append(MigrationError(
-                    .missingFile,
-                    "migration \(recordedFile) is recorded as applied but there is no migration file with version \(record.version)"))
+                problems.append(
+                    MigrationError(
+                        .missingFile,
+                        "migration \(recordedFile) is recorded as applied but there is no migration file with version \(record.version)"))
                 continue
             }
             if file.checksum != record.checksum {
-                problems.append(MigrationError(
-                    .changedAfterApplied,
-                    "migration \(file.fileName) was changed after it was applied (checksum \(file.checksum.prefix(12))… ≠ applied \(record.checksum.prefix(12))…); restore the applied file and put the change in a new migration"))
+                problems.append(
+                    MigrationError(
+                        .changedAfterApplied,
+                        "migration \(file.fileName) was changed after it was applied (checksum \(file.checksum.prefix(12))… ≠ applied \(record.checksum.prefix(12))…); restore the applied file and put the change in a new migration"
+                    ))
             } else if file.name != record.name {
                 logger.warning(
                     "migration file was renamed after it was applied; content is unchanged",
@@ -284,9 +287,11 @@ public struct Migrator: Sendable {
         let appliedVersions = Set(applied.map(\.version))
         let pending = available.filter { !appliedVersions.contains($0.version) }
         if let latest = applied.last, let early = pending.first(where: { $0.version < latest.version }) {
-            problems.append(MigrationError(
-                .outOfOrder,
-                "migration \(early.fileName) is not applied but the later \(Migration.fileName(version: latest.version, name: latest.name)) is; renumber it after version \(latest.version)"))
+            problems.append(
+                MigrationError(
+                    .outOfOrder,
+                    "migration \(early.fileName) is not applied but the later \(Migration.fileName(version: latest.version, name: latest.name)) is; renumber it after version \(latest.version)"
+                ))
         }
         if let first = problems.first {
             if problems.count == 1 { throw first }

@@ -1,6 +1,7 @@
 import Foundation
-@testable import GeneratorCore
 import Testing
+
+@testable import GeneratorCore
 
 /// One test per check-stage rule, pinning the message and the spec path it names.
 @Suite("check stage")
@@ -52,9 +53,10 @@ struct CheckTests {
 
     @Test func unknownRole() {
         let f = findings(mini.replacing("x-roles: [Sitrep.Viewer]", with: "x-roles: [Sitrep.Janitor]"))
-        #expect(f == [
-            "paths./v1/notes.get.x-roles: unknown role 'Sitrep.Janitor' in x-roles (known: Sitrep.Admin, Sitrep.BriefingWriter, Sitrep.Executive, Sitrep.Ingest, Sitrep.Viewer)"
-        ])
+        #expect(
+            f == [
+                "paths./v1/notes.get.x-roles: unknown role 'Sitrep.Janitor' in x-roles (known: Sitrep.Admin, Sitrep.BriefingWriter, Sitrep.Executive, Sitrep.Ingest, Sitrep.Viewer)"
+            ])
     }
 
     @Test func securedOperationWithoutRoles() {
@@ -79,9 +81,10 @@ struct CheckTests {
 
     @Test func inlineObjectSchema() {
         let f = findings(mini.replacing("nextCursor: {type: [string, 'null']}", with: "nextCursor: {type: object}"))
-        #expect(f == [
-            "components.schemas.NotePage.properties.nextCursor: inline object schema is not supported; move it to components/schemas and use $ref"
-        ])
+        #expect(
+            f == [
+                "components.schemas.NotePage.properties.nextCursor: inline object schema is not supported; move it to components/schemas and use $ref"
+            ])
     }
 
     @Test func allOfIsUnsupported() {
@@ -96,7 +99,10 @@ struct CheckTests {
 
     @Test func unsupportedFormat() {
         let f = findings(mini.replacing("format: email", with: "format: hostname"))
-        #expect(f == ["components.schemas.NoteInput.properties.email.format: string format 'hostname' is not supported (uuid, date-time, date, email, uri)"])
+        #expect(
+            f == [
+                "components.schemas.NoteInput.properties.email.format: string format 'hostname' is not supported (uuid, date-time, date, email, uri)"
+            ])
     }
 
     @Test func patternThatDoesNotCompile() {

@@ -1,6 +1,7 @@
 import Foundation
-@testable import GeneratorCore
 import Testing
+
+@testable import GeneratorCore
 
 @Suite("model stage")
 struct ModelTests {
@@ -30,7 +31,9 @@ struct ModelTests {
         let list = try #require(model.operations.first)
         #expect(list.parameters.map(\.swiftName) == ["limit", "level"])
         #expect(list.parameters[0].defaultValue == "50")
-        #expect(list.parameters[0].type == .integer(minimum: .init(value: 1, exclusive: false), maximum: .init(value: 200, exclusive: false), int32: false))
+        #expect(
+            list.parameters[0].type
+                == .integer(minimum: .init(value: 1, exclusive: false), maximum: .init(value: 200, exclusive: false), int32: false))
         #expect(list.parameters[1].type == .array(.named("Level", isEnum: true), minItems: nil, maxItems: nil))
     }
 
@@ -72,7 +75,9 @@ struct RenderTests {
         let spec = try Loader.load(text: Fixtures.mini)
         let files = ServerRenderer.render(ModelBuilder.build(spec), specText: spec.text)
         let text = try #require(files[name])
-        #expect(try Fixtures.golden(name, text), "Render of \(name) differs from Fixtures/golden/\(name); run with UPDATE_GOLDENS=1 if the change is intended")
+        #expect(
+            try Fixtures.golden(name, text),
+            "Render of \(name) differs from Fixtures/golden/\(name); run with UPDATE_GOLDENS=1 if the change is intended")
     }
 
     @Test func outputIsDeterministic() throws {

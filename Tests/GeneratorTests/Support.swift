@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import GeneratorCore
 
 enum Fixtures {
@@ -12,7 +13,7 @@ enum Fixtures {
 
     /// Compares `actual` with a golden file; `UPDATE_GOLDENS=1` rewrites it instead.
     static func golden(_ name: String, _ actual: String) throws -> Bool {
-        let url = directory.appendingPathComponent("golden").appendingPathComponent(name)
+        let url = directory.appendingPathComponent("golden").appendingPathComponent(name + ".golden")
         if ProcessInfo.processInfo.environment["UPDATE_GOLDENS"] == "1" {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try Data(actual.utf8).write(to: url)

@@ -16,7 +16,8 @@ struct ConstraintTests {
     }
 
     let recipient = #"{"name":"Fatima Al Mansoori","phone":"+971501234567","email":"fatima@example.ae","language":"ar","channels":["whatsapp"]}"#
-    let signal = #"{"source":"reuters","sourceId":"X1","title":"T","summary":"S","category":"economic","severity":"high","confidence":0.5,"modelVersion":"m1","publishedAt":"2025-11-26T08:00:00Z"}"#
+    let signal =
+        #"{"source":"reuters","sourceId":"X1","title":"T","summary":"S","category":"economic","severity":"high","confidence":0.5,"modelVersion":"m1","publishedAt":"2025-11-26T08:00:00Z"}"#
 
     @Test func validValuesDecode() throws {
         #expect(try failures(RecipientCreate.self, recipient) == [])
@@ -24,13 +25,22 @@ struct ConstraintTests {
     }
 
     @Test func required() throws {
-        #expect(try failures(RecipientCreate.self, recipient.replacingOccurrences(of: #""name":"Fatima Al Mansoori","#, with: "")) == ["/body/name: is required"])
+        #expect(
+            try failures(RecipientCreate.self, recipient.replacingOccurrences(of: #""name":"Fatima Al Mansoori","#, with: "")) == [
+                "/body/name: is required"
+            ])
     }
 
     @Test func minLengthAndMaxLength() throws {
-        #expect(try failures(RecipientCreate.self, recipient.replacingOccurrences(of: "Fatima Al Mansoori", with: "")) == ["/body/name: must not be empty"])
+        #expect(
+            try failures(RecipientCreate.self, recipient.replacingOccurrences(of: "Fatima Al Mansoori", with: "")) == [
+                "/body/name: must not be empty"
+            ])
         let long = String(repeating: "x", count: 201)
-        #expect(try failures(RecipientCreate.self, recipient.replacingOccurrences(of: "Fatima Al Mansoori", with: long)) == ["/body/name: must be at most 200 characters long"])
+        #expect(
+            try failures(RecipientCreate.self, recipient.replacingOccurrences(of: "Fatima Al Mansoori", with: long)) == [
+                "/body/name: must be at most 200 characters long"
+            ])
     }
 
     @Test func pattern() throws {
@@ -40,15 +50,27 @@ struct ConstraintTests {
     }
 
     @Test func formats() throws {
-        #expect(try failures(RecipientCreate.self, recipient.replacingOccurrences(of: "fatima@example.ae", with: "fatima")) == ["/body/email: must be an email address"])
-        #expect(try failures(SignalInput.self, signal.replacingOccurrences(of: "2025-11-26T08:00:00Z", with: "2025-13-26T08:00:00Z")) == ["/body/publishedAt: must be an RFC 3339 date-time, e.g. 2026-11-26T08:00:00Z"])
-        #expect(try failures(SignalInput.self, signal.replacingOccurrences(of: #""modelVersion""#, with: #""sourceUrl":"reuters.com/x","modelVersion""#)) == ["/body/sourceUrl: must be an absolute URI"])
-        let action = #"{"title":"Brief the minister","ownerId":"t:o","ownerName":"Omar","dueDate":"2026-02-30","priority":"high","briefingIds":["nope"]}"#
+        #expect(
+            try failures(RecipientCreate.self, recipient.replacingOccurrences(of: "fatima@example.ae", with: "fatima")) == [
+                "/body/email: must be an email address"
+            ])
+        #expect(
+            try failures(SignalInput.self, signal.replacingOccurrences(of: "2025-11-26T08:00:00Z", with: "2025-13-26T08:00:00Z")) == [
+                "/body/publishedAt: must be an RFC 3339 date-time, e.g. 2026-11-26T08:00:00Z"
+            ])
+        #expect(
+            try failures(SignalInput.self, signal.replacingOccurrences(of: #""modelVersion""#, with: #""sourceUrl":"reuters.com/x","modelVersion""#))
+                == ["/body/sourceUrl: must be an absolute URI"])
+        let action =
+            #"{"title":"Brief the minister","ownerId":"t:o","ownerName":"Omar","dueDate":"2026-02-30","priority":"high","briefingIds":["nope"]}"#
         #expect(try failures(ActionCreate.self, action) == ["/body/dueDate: must be a date (YYYY-MM-DD)", "/body/briefingIds/0: must be a UUID"])
     }
 
     @Test func enumsRejectUnknownValues() throws {
-        #expect(try failures(RecipientCreate.self, recipient.replacingOccurrences(of: #""ar""#, with: #""fr""#)) == ["/body/language: must be one of: ar, en"])
+        #expect(
+            try failures(RecipientCreate.self, recipient.replacingOccurrences(of: #""ar""#, with: #""fr""#)) == [
+                "/body/language: must be one of: ar, en"
+            ])
     }
 
     @Test func numericBounds() throws {
@@ -60,7 +82,10 @@ struct ConstraintTests {
 
     @Test func arrayBounds() throws {
         let tags = "[" + (0..<21).map { "\"t\($0)\"" }.joined(separator: ",") + "]"
-        #expect(try failures(SignalInput.self, signal.replacingOccurrences(of: #""modelVersion""#, with: #""tags":\#(tags),"modelVersion""#)) == ["/body/tags: must have at most 20 items"])
+        #expect(
+            try failures(SignalInput.self, signal.replacingOccurrences(of: #""modelVersion""#, with: #""tags":\#(tags),"modelVersion""#)) == [
+                "/body/tags: must have at most 20 items"
+            ])
         #expect(try failures(SignalBatch.self, #"{"items":[]}"#) == ["/body/items: must not be empty"])
     }
 
@@ -73,7 +98,9 @@ struct ConstraintTests {
     @Test func unknownPropertiesAndWrongTypes() throws {
         #expect(try failures(SignalTriage.self, #"{"status":"escalated","colour":"red"}"#) == ["/body/colour: is not a known property"])
         #expect(try failures(SignalTriage.self, #"["escalated"]"#) == ["/body: must be an object"])
-        #expect(try failures(SignalInput.self, signal.replacingOccurrences(of: #""title":"T""#, with: #""title":5"#)) == ["/body/title: must be a string"])
+        #expect(
+            try failures(SignalInput.self, signal.replacingOccurrences(of: #""title":"T""#, with: #""title":5"#)) == ["/body/title: must be a string"]
+        )
     }
 }
 

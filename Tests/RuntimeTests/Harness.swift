@@ -85,7 +85,9 @@ struct FakeSignals: SignalsAPI, PostureAPI {
     }
 
     func setPosture(_ input: SetPosture.Input, context: OperationContext) async throws -> SetPosture.Output {
-        let e = PostureEntry(domain: input.domain, level: input.body.level, rationale: input.body.rationale, setBy: context.caller.displayName, setAt: Self.when, etag: "\"1\"")
+        let e = PostureEntry(
+            domain: input.domain, level: input.body.level, rationale: input.body.rationale, setBy: context.caller.displayName, setAt: Self.when,
+            etag: "\"1\"")
         return .ok(e, etag: e.etag)
     }
 

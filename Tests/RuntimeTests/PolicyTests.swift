@@ -62,7 +62,8 @@ struct PolicyTests {
                     if case .object(let o)? = parts.json, o["fail"] != nil {
                         return try EncodedResponse.problem(.validation(ValidationErrors()), validate: false)
                     }
-                    return EncodedResponse(status: 201, headers: [(.location, "/things/\(n)")], contentType: "application/json", body: Array("{\"n\":\(n)}".utf8))
+                    return EncodedResponse(
+                        status: 201, headers: [(.location, "/things/\(n)")], contentType: "application/json", body: Array("{\"n\":\(n)}".utf8))
                 }
             }
         }
@@ -131,7 +132,8 @@ struct PolicyTests {
                 #expect(r.status == .badRequest)
                 #expect(field(r, "code") == "request.invalid_parameter")
             }
-            try await client.execute(uri: "/things", method: .post, headers: headers(key: String(repeating: "k", count: 256)), body: body("{}")) { r in
+            try await client.execute(uri: "/things", method: .post, headers: headers(key: String(repeating: "k", count: 256)), body: body("{}")) {
+                r in
                 #expect(r.status == .badRequest)
             }
             // A validation failure is not remembered: the corrected retry with the same key runs.

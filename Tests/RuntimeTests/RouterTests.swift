@@ -136,7 +136,8 @@ struct RouterTests {
         try await makeApp().test(.router) { client in
             try await client.execute(uri: "/v1/signals", method: .get, headers: Self.h("forged")) { r in
                 #expect(r.status == .unauthorized)
-                #expect(r.headers[.wwwAuthenticate] == #"Bearer realm="sitrep", error="invalid_token", error_description="token signature is invalid""#)
+                #expect(
+                    r.headers[.wwwAuthenticate] == #"Bearer realm="sitrep", error="invalid_token", error_description="token signature is invalid""#)
                 #expect(field(r, "code") == "auth.unauthenticated")
             }
         }
@@ -165,7 +166,8 @@ struct RouterTests {
                 #expect(r.headers[values: .wwwAuthenticate].count == 1)
                 #expect(
                     r.headers[.wwwAuthenticate]
-                        == "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(claims)\"")
+                        == "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(claims)\""
+                )
                 #expect(field(r, "code") == "auth.step_up_required")
             }
             try await client.execute(
@@ -277,7 +279,8 @@ struct RouterTests {
 
     @Test func successEncodesTheDocumentedShape() async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())", method: .get, headers: Self.h("viewer")) { r in
+            try await client.execute(uri: "/v1/signals/\(FakeSignals.fixedId.uuidString.lowercased())", method: .get, headers: Self.h("viewer")) {
+                r in
                 #expect(r.status == .ok)
                 #expect(r.headers[.eTag] == "\"1\"")
                 #expect(r.headers[.contentType] == "application/json")

@@ -9,9 +9,8 @@
 
 import Foundation
 import Logging
-import Testing
-
 import Redis
+import Testing
 
 private enum RedisTestEnvironment {
     static let url = ProcessInfo.processInfo.environment["SITREP_TEST_REDIS_URL"].flatMap { $0.isEmpty ? nil : $0 }
@@ -343,7 +342,11 @@ struct RedisClientTests {
         let db5 = RedisClient(configuration: configuration, logger: RedisTestEnvironment.logger)
         configuration.database = 6
         let db6 = RedisClient(configuration: configuration, logger: RedisTestEnvironment.logger)
-        defer { Task { await db5.shutdown(); await db6.shutdown() } }
+        defer {
+            Task {
+                await db5.shutdown(); await db6.shutdown()
+            }
+        }
         let key = RedisTestEnvironment.key("db")
         _ = try await db5.send(["SET", key, "five", "EX", "60"])
         #expect(try await db5.send(["GET", key]).string == "five")

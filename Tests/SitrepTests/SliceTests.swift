@@ -19,7 +19,8 @@ struct SliceTests {
         try await SitrepHarness.with { client, h in
             let items = [signalJSON(sourceId: "A1"), signalJSON(source: "cert", sourceId: "B2", category: "security")]
             var firstIds: [UUID] = []
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) {
+                r in
                 #expect(r.status == .ok)
                 let result = try r.decode(SignalIngestResult.self)
                 #expect(result.received == 2 && result.created == 2 && result.unchanged == 0 && result.conflicts == 0)
@@ -27,7 +28,8 @@ struct SliceTests {
                 firstIds = result.results.map(\.id)
             }
             // The same batch again changes nothing and says so per item.
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) {
+                r in
                 let result = try r.decode(SignalIngestResult.self)
                 #expect(result.results.map(\.outcome) == [.unchanged, .unchanged])
                 #expect(result.results.map(\.id) == firstIds)
@@ -35,7 +37,8 @@ struct SliceTests {
             }
             // Same key, other content: a conflict, and the stored signal is kept.
             let changed = signalJSON(sourceId: "A1", title: "Brent crude falls")
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([changed]))) { r in
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([changed]))) {
+                r in
                 let result = try r.decode(SignalIngestResult.self)
                 #expect(result.results.map(\.outcome) == [.conflict])
                 #expect(result.conflicts == 1)
@@ -61,7 +64,9 @@ struct SliceTests {
 
     @Test func onlyTheIngestRoleMayPush() async throws {
         try await SitrepHarness.with { client, h in
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.admin, json: true), body: buffer(batch([signalJSON(sourceId: "X")]))) { r in
+            try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(h.tokens.admin, json: true), body: buffer(batch([signalJSON(sourceId: "X")]))
+            ) { r in
                 #expect(r.status == .forbidden)
                 #expect(r.problemCode == "auth.forbidden")
             }
@@ -79,7 +84,8 @@ struct SliceTests {
         try await SitrepHarness.with { client, h in
             // 120 signals; every third pair shares a timestamp to exercise the id tie-break.
             let items = (0..<120).map { i in signalJSON(sourceId: "P\(i)", publishedAt: ts((i / 2) * 3)) }
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) {
+                r in
                 #expect(r.status == .ok)
             }
             var seen: [String] = []
@@ -91,13 +97,17 @@ struct SliceTests {
                 #expect(p.items.count <= 25)
                 // Ordered newest first, ties by id.
                 for (a, b) in zip(p.items, p.items.dropFirst()) {
-                    #expect(a.publishedAt > b.publishedAt || (a.publishedAt == b.publishedAt && a.id.uuidString.lowercased() > b.id.uuidString.lowercased()))
+                    #expect(
+                        a.publishedAt > b.publishedAt
+                            || (a.publishedAt == b.publishedAt && a.id.uuidString.lowercased() > b.id.uuidString.lowercased()))
                 }
                 seen += p.items.map(\.sourceId)
                 cursor = p.nextCursor
                 // Rows arrive while paging: newer ones and ones at the same time as rows already seen.
                 let more = [signalJSON(sourceId: "N\(page)", publishedAt: ts(-10)), signalJSON(sourceId: "M\(page)", publishedAt: ts(0))]
-                try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(more))) { _ in }
+                try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(more))) {
+                    _ in
+                }
                 page += 1
             } while cursor != nil && page < 20
             let original = seen.filter { $0.hasPrefix("P") }
@@ -110,19 +120,26 @@ struct SliceTests {
     @Test func everyFilter() async throws {
         try await SitrepHarness.with { client, h in
             let items = [
-                signalJSON(sourceId: "F1", title: "Tanker seized near strait", category: "geopolitical", severity: "critical", publishedAt: ts(10), tags: ["maritime"]),
-                signalJSON(sourceId: "F2", title: "Bond yields climb", category: "economic", severity: "medium", publishedAt: ts(20), tags: ["bonds"]),
-                signalJSON(sourceId: "F3", title: "Ransomware hits port operator", category: "security", severity: "high", publishedAt: ts(30), tags: ["maritime", "ransomware"]),
+                signalJSON(
+                    sourceId: "F1", title: "Tanker seized near strait", category: "geopolitical", severity: "critical", publishedAt: ts(10),
+                    tags: ["maritime"]),
+                signalJSON(
+                    sourceId: "F2", title: "Bond yields climb", category: "economic", severity: "medium", publishedAt: ts(20), tags: ["bonds"]),
+                signalJSON(
+                    sourceId: "F3", title: "Ransomware hits port operator", category: "security", severity: "high", publishedAt: ts(30),
+                    tags: ["maritime", "ransomware"]),
                 signalJSON(sourceId: "F4", title: "Heatwave warning", category: "climate", severity: "low", publishedAt: ts(40), tags: ["heat"]),
             ]
             var ids: [String: String] = [:]
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { r in
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) {
+                r in
                 for item in try r.decode(SignalIngestResult.self).results { ids[item.sourceId] = item.id.uuidString.lowercased() }
             }
             // Escalate F3 so the status filter has something to find.
             try await client.execute(
                 uri: "/v1/signals/\(ids["F3"]!)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: "\"1\""),
-                body: buffer(#"{"status":"escalated","note":"Port ops affected"}"#)) { r in #expect(r.status == .ok) }
+                body: buffer(#"{"status":"escalated","note":"Port ops affected"}"#)
+            ) { r in #expect(r.status == .ok) }
             func list(_ query: String) async throws -> [String] {
                 try await client.execute(uri: "/v1/signals?" + query, method: .get, headers: .auth(h.tokens.viewer)) { r in
                     #expect(r.status == .ok, "\(query): \(r.text)")
@@ -151,7 +168,9 @@ struct SliceTests {
     @Test func triageNeedsIfMatchAndIsAudited() async throws {
         try await SitrepHarness.with { client, h in
             var id = ""
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([signalJSON(sourceId: "T1")]))) { r in
+            try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([signalJSON(sourceId: "T1")]))
+            ) { r in
                 id = try r.decode(SignalIngestResult.self).results[0].id.uuidString.lowercased()
             }
             let etag = try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: .auth(h.tokens.admin)) { r in
@@ -163,23 +182,30 @@ struct SliceTests {
             try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true), body: body) { r in
                 #expect(r.status == .preconditionRequired)
             }
-            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.viewer, json: true, ifMatch: etag), body: body) { r in
+            try await client.execute(
+                uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.viewer, json: true, ifMatch: etag), body: body
+            ) { r in
                 #expect(r.status == .forbidden)
             }
-            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: body) { r in
+            try await client.execute(
+                uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: body
+            ) { r in
                 #expect(r.status == .ok)
                 #expect(r.headers[.eTag] == "\"2\"")
                 let s = try r.decode(Signal.self)
                 #expect(s.status == .acknowledged && s.triageNote == "Seen" && s.triagedBy == "Admin" && s.triagedAt != nil)
             }
             // The old ETag is stale now.
-            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: body) { r in
+            try await client.execute(
+                uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: body
+            ) { r in
                 #expect(r.status == .preconditionFailed)
                 #expect(r.problemCode == "precondition.failed")
             }
             try await client.execute(
                 uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: "\"2\""),
-                body: buffer(#"{"status":"new"}"#)) { r in
+                body: buffer(#"{"status":"new"}"#)
+            ) { r in
                 #expect(r.status == .conflict)
                 #expect(r.problemCode == "signal.invalid_transition")
             }
@@ -197,15 +223,20 @@ struct SliceTests {
 
     @Test func postureNeedsMFAAndIfMatchAndKeepsHistory() async throws {
         try await SitrepHarness.with { client, h in
-            let posture = try await client.execute(uri: "/v1/posture", method: .get, headers: .auth(h.tokens.viewer)) { r in try r.decode(Posture.self) }
+            let posture = try await client.execute(uri: "/v1/posture", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                try r.decode(Posture.self)
+            }
             #expect(posture.domains.map(\.domain) == PostureDomain.allCases)
             #expect(posture.domains.allSatisfy { $0.level == .normal && $0.setAt == nil })
             let etag = try await client.execute(uri: "/v1/posture/cyber", method: .get, headers: .auth(h.tokens.viewer)) { r in r.headers[.eTag] }
             let change = buffer(#"{"level":"elevated","rationale":"Phishing wave against payment portal"}"#)
-            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: change) { r in
+            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.admin, json: true, ifMatch: etag), body: change)
+            { r in
                 #expect(r.status == .forbidden)
             }
-            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executive, json: true, ifMatch: etag), body: change) { r in
+            try await client.execute(
+                uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executive, json: true, ifMatch: etag), body: change
+            ) { r in
                 #expect(r.status == .unauthorized)
                 #expect(r.problemCode == "auth.step_up_required")
                 #expect(r.headers[.wwwAuthenticate]?.contains("insufficient_claims") == true)
@@ -213,10 +244,14 @@ struct SliceTests {
             try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true), body: change) { r in
                 #expect(r.status == .preconditionRequired)
             }
-            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: "\"99\""), body: change) { r in
+            try await client.execute(
+                uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: "\"99\""), body: change
+            ) { r in
                 #expect(r.status == .preconditionFailed)
             }
-            try await client.execute(uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: etag), body: change) { r in
+            try await client.execute(
+                uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: etag), body: change
+            ) { r in
                 #expect(r.status == .ok)
                 let e = try r.decode(PostureEntry.self)
                 #expect(e.level == .elevated && e.setBy == "Exec2" && e.rationale == "Phishing wave against payment portal")
@@ -243,11 +278,16 @@ struct SliceTests {
         try await SitrepHarness.with { client, h in
             let now = Date()
             let items = [
-                signalJSON(sourceId: "D1", category: "security", severity: "critical", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3600))),
-                signalJSON(sourceId: "D2", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-7200))),
-                signalJSON(sourceId: "D3", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3 * 86400))),
+                signalJSON(
+                    sourceId: "D1", category: "security", severity: "critical", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3600))),
+                signalJSON(
+                    sourceId: "D2", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-7200))),
+                signalJSON(
+                    sourceId: "D3", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3 * 86400))),
             ]
-            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) { _ in }
+            try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) {
+                _ in
+            }
             try await h.db.client.query(
                 """
                 INSERT INTO briefings (id, title, briefing_date, status) VALUES
@@ -272,9 +312,11 @@ struct SliceTests {
             #expect(d.signals.byStatus.new == 2)
             #expect(d.posture.count == 6)
             #expect(d.latestBriefing?.title == "Draft today")
-            #expect(d.actions.open == 1 && d.actions.inProgress == 1 && d.actions.blocked == 1 && d.actions.overdue == 1 && d.actions.dueNext7Days == 1)
+            #expect(
+                d.actions.open == 1 && d.actions.inProgress == 1 && d.actions.blocked == 1 && d.actions.overdue == 1 && d.actions.dueNext7Days == 1)
             // Viewers only see approved or distributed briefings.
-            let v = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.viewer)) { r in try r.decode(Dashboard.self) }
+            let v = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.viewer)) { r in try r.decode(Dashboard.self)
+            }
             #expect(v.latestBriefing?.title == "Approved yesterday")
         }
     }
@@ -296,7 +338,8 @@ struct SliceTests {
                 let health = try r.decode(Health.self)
                 #expect(health.checks.map(\.name) == ["postgres", "redis", "migrations"])
             }
-            let file = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../api/openapi.yaml"))
+            let file = try Data(
+                contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../api/openapi.yaml"))
             try await client.execute(uri: "/openapi.yaml", method: .get) { r in
                 #expect(r.status == .ok)
                 #expect(Data(r.body.readableBytesView) == file, "the served contract must equal the file byte for byte")

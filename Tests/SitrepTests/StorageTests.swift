@@ -97,9 +97,10 @@ struct DatabaseConnectionCheckTests {
     @Test func missingDatabaseIsOneClearLine() async throws {
         let server = try DatabaseConfiguration(url: TestDatabase.serverURL ?? "")
         let host = server.host.map { $0.contains(":") ? "[\($0)]" : $0 } ?? ""
-        let socket = server.unixSocketPath.map { path in
-            "&host=" + String(path.prefix(upTo: path.range(of: "/.s.PGSQL.")?.lowerBound ?? path.endIndex))
-        } ?? ""
+        let socket =
+            server.unixSocketPath.map { path in
+                "&host=" + String(path.prefix(upTo: path.range(of: "/.s.PGSQL.")?.lowerBound ?? path.endIndex))
+            } ?? ""
         let url = "postgres://\(server.username)@\(host):\(server.port)/sitrep_no_such_db?sslmode=\(server.sslMode.rawValue)\(socket)"
         let config = try DatabaseConfiguration(url: url)
         let error = await #expect(throws: DatabaseConfigurationError.self) {
@@ -229,7 +230,8 @@ struct MigratorTests {
         try await TestDatabase.with(migrate: false) { db in
             // The project's migrations plus a slow one, so the second instance
             // really has to wait on the advisory lock.
-            let all = try TestDatabase.loadMigrations()
+            let all =
+                try TestDatabase.loadMigrations()
                 + [Migration(version: 900_000, name: "slow", sql: "SELECT pg_sleep(0.3);")]
             let (first, second) = try await db.withExtraClient { other in
                 async let a = Migrator(client: db.client, migrations: all, logger: logger).migrate()
@@ -335,15 +337,17 @@ struct MigratorTests {
 
     @Test func multiStatementFilesWithQuotesCommentsAndEmptyFiles() async throws {
         try await TestDatabase.with(migrate: false) { db in
-            let tricky = Migration(version: 1, name: "tricky", sql: """
-                -- a comment; with a semicolon
-                /* block; /* nested */ comment */
-                CREATE TABLE t (s text);
-                INSERT INTO t VALUES ('it''s; fine'), ($$dollar; $sitrep_sql$ quoted$$), (E'escaped\\'; quote');
-                CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $fn$ BEGIN RETURN 1; END $fn$;
-                CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;
-                -- trailing comment without newline
-                """)
+            let tricky = Migration(
+                version: 1, name: "tricky",
+                sql: """
+                    -- a comment; with a semicolon
+                    /* block; /* nested */ comment */
+                    CREATE TABLE t (s text);
+                    INSERT INTO t VALUES ('it''s; fine'), ($$dollar; $sitrep_sql$ quoted$$), (E'escaped\\'; quote');
+                    CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $fn$ BEGIN RETURN 1; END $fn$;
+                    CREATE FUNCTION g() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;
+                    -- trailing comment without newline
+                    """)
             let empty = Migration(version: 2, name: "only_comments", sql: "-- nothing yet\n/* still nothing */\n")
             let applied = try await Migrator(client: db.client, migrations: [tricky, empty], logger: logger).migrate()
             #expect(applied == [tricky, empty])
@@ -371,10 +375,11 @@ struct StorageSchemaTests {
                 #expect(setBy == nil)
                 #expect(setAt == nil)
             }
-            #expect(rows == [
-                "cyber": "normal", "physical": "normal", "financial": "normal",
-                "operational": "normal", "reputational": "normal", "information": "normal",
-            ])
+            #expect(
+                rows == [
+                    "cyber": "normal", "physical": "normal", "financial": "normal",
+                    "operational": "normal", "reputational": "normal", "information": "normal",
+                ])
         }
     }
 

@@ -51,7 +51,10 @@ public struct Checker {
         for (key, scheme) in spec.document.components.securitySchemes {
             let path = ["components", "securitySchemes", key.rawValue]
             guard Checker.supportedSchemes[key.rawValue] != nil else {
-                fail(path, "security scheme '\(key.rawValue)' is not supported (supported: \(Checker.supportedSchemes.keys.sorted().joined(separator: ", ")))")
+                fail(
+                    path,
+                    "security scheme '\(key.rawValue)' is not supported (supported: \(Checker.supportedSchemes.keys.sorted().joined(separator: ", ")))"
+                )
                 continue
             }
             guard case .b(let s) = scheme else { continue }

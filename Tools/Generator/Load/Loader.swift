@@ -36,7 +36,9 @@ public enum Loader {
         }
         let lines = SourceMap(root: node)
         if case .mapping(let m) = node, let v = m["openapi"]?.string, !v.hasPrefix("3.1") {
-            throw DiagnosticError([Diagnostic(path: "openapi", message: "only OpenAPI 3.1 is supported (found \(v))", line: lines.line(for: ["openapi"]))])
+            throw DiagnosticError([
+                Diagnostic(path: "openapi", message: "only OpenAPI 3.1 is supported (found \(v))", line: lines.line(for: ["openapi"]))
+            ])
         }
         do {
             let document = try YAMLDecoder().decode(OpenAPI.Document.self, from: text)

@@ -20,7 +20,9 @@ public struct StringRuleIR: Equatable, Sendable {
     public var maxLength: Int?
     public var pattern: String?
     public var format: StringFormatIR = .none
-    public var isEmpty: Bool { minLength == nil && maxLength == nil && pattern == nil && (format == .none || format == .uuid || format == .dateTime || format == .date) }
+    public var isEmpty: Bool {
+        minLength == nil && maxLength == nil && pattern == nil && (format == .none || format == .uuid || format == .dateTime || format == .date)
+    }
 }
 
 public struct NumberBoundIR: Equatable, Sendable {

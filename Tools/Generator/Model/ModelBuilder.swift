@@ -43,7 +43,9 @@ public enum ModelBuilder {
         }
         schemas = schemas.map {
             guard case .object(var o) = $0 else { return $0 }
-            o.properties = o.properties.map { var p = $0; p.type = fixEnums(p.type); return p }
+            o.properties = o.properties.map {
+                var p = $0; p.type = fixEnums(p.type); return p
+            }
             return .object(o)
         }
 
@@ -133,7 +135,8 @@ public enum ModelBuilder {
         let tagNames = (doc.tags ?? []).map(\.name)
         let usedTags = Set(operations.map(\.tag))
         var tags = (doc.tags ?? []).filter { usedTags.contains($0.name) }.map {
-            TagModel(name: $0.name, protocolName: Naming.upperCamel($0.name.replacingOccurrences(of: " ", with: "")) + "API", description: $0.description)
+            TagModel(
+                name: $0.name, protocolName: Naming.upperCamel($0.name.replacingOccurrences(of: " ", with: "")) + "API", description: $0.description)
         }
         for t in usedTags.sorted() where !tagNames.contains(t) {
             tags.append(TagModel(name: t, protocolName: Naming.upperCamel(t) + "API", description: nil))

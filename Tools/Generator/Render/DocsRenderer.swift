@@ -10,7 +10,8 @@ public enum DocsRenderer {
         for tag in model.tags {
             h += "<h3>\(esc(tag.name))</h3><ul>"
             for op in model.operations where op.tag == tag.name {
-                h += "<li><a href=\"#\(op.operationId)\"><span class=\"m \(op.method.lowercased())\">\(op.method)</span> \(esc(op.path))</a>"
+                h +=
+                    "<li><a href=\"#\(op.operationId)\"><span class=\"m \(op.method.lowercased())\">\(op.method)</span> \(esc(op.path))</a>"
                     + (op.planned ? " <em>planned</em>" : "") + "</li>"
             }
             h += "</ul>"
@@ -31,7 +32,8 @@ public enum DocsRenderer {
     }
 
     static func operation(_ op: OperationModel) -> String {
-        var h = "<article id=\"\(op.operationId)\"><h3><span class=\"m \(op.method.lowercased())\">\(op.method)</span> <code>\(esc(op.path))</code></h3>"
+        var h =
+            "<article id=\"\(op.operationId)\"><h3><span class=\"m \(op.method.lowercased())\">\(op.method)</span> <code>\(esc(op.path))</code></h3>"
         h += "<p class=\"sum\">\(esc(op.summary ?? "")) <code class=\"id\">\(op.operationId)</code></p><ul class=\"tags\">"
         if op.planned { h += "<li class=\"planned\">planned: answers 501</li>" }
         h += op.security.isEmpty ? "<li>public</li>" : "<li>auth: \(esc(op.security.joined(separator: " or ")))</li>"
@@ -44,7 +46,8 @@ public enum DocsRenderer {
         if !op.parameters.isEmpty {
             h += "<table><tr><th>parameter</th><th>in</th><th>type</th><th></th></tr>"
             for p in op.parameters {
-                h += "<tr><td><code>\(esc(p.name))</code></td><td>\(p.location.rawValue)</td><td>\(type(p.type))</td><td>"
+                h +=
+                    "<tr><td><code>\(esc(p.name))</code></td><td>\(p.location.rawValue)</td><td>\(type(p.type))</td><td>"
                     + (p.required ? "required" : p.defaultValue.map { "default \(esc($0))" } ?? "optional")
                     + (p.description.map { "<br>" + esc($0) } ?? "") + "</td></tr>"
             }
@@ -62,7 +65,8 @@ public enum DocsRenderer {
             case .raw(let ct): body = esc(ct)
             case .none: body = "—"
             }
-            h += "<tr><td>\(r.status)</td><td>\(body)</td><td>\(esc(r.headers.map(\.name).joined(separator: ", ")))</td><td>\(esc(r.description ?? ""))</td></tr>"
+            h +=
+                "<tr><td>\(r.status)</td><td>\(body)</td><td>\(esc(r.headers.map(\.name).joined(separator: ", ")))</td><td>\(esc(r.description ?? ""))</td></tr>"
         }
         h += "</table></article>"
         return h
@@ -79,7 +83,8 @@ public enum DocsRenderer {
             h += "<table><tr><th>property</th><th>type</th><th></th></tr>"
             for p in o.properties {
                 let flags = [p.required ? "required" : "optional", p.nullable ? "nullable" : nil].compactMap { $0 }.joined(separator: ", ")
-                h += "<tr><td><code>\(p.jsonName)</code></td><td>\(type(p.type))</td><td>\(flags)"
+                h +=
+                    "<tr><td><code>\(p.jsonName)</code></td><td>\(type(p.type))</td><td>\(flags)"
                     + (p.description.map { "<br>" + esc($0) } ?? "") + "</td></tr>"
             }
             if o.closed { h += "<tr><td colspan=\"3\"><em>no other properties allowed</em></td></tr>" }

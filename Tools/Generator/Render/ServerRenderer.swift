@@ -125,7 +125,8 @@ public enum ServerRenderer {
         var body = SwiftWriter()
         for p in o.properties {
             let ptr = "pointer + \(SwiftLiteral.string("/" + p.jsonName))"
-            let field = TypeRendering.jsonDecode(p.type, v: "o[\(SwiftLiteral.string(p.jsonName))]", p: ptr, ruleBase: "rule_\(p.swiftName)", rules: &rules)
+            let field = TypeRendering.jsonDecode(
+                p.type, v: "o[\(SwiftLiteral.string(p.jsonName))]", p: ptr, ruleBase: "rule_\(p.swiftName)", rules: &rules)
             let fn = p.required ? (p.nullable ? "requiredNullable" : "required") : "optional"
             let extra = (!p.required && p.nullable) ? "nullable: true, " : ""
             body.line("let _\(p.swiftName) = JSONDecoding.\(fn)(\(field), \(extra)at: \(ptr), errors: &errors, ok: &ok)")
@@ -255,11 +256,14 @@ public enum ServerRenderer {
             body.line("var pathOK = true")
             for p in pathParams {
                 let ptr = SwiftLiteral.string("/path/" + p.name)
-                let f = TypeRendering.paramDecode(p.type, raw: "parts.path[\(SwiftLiteral.string(p.name))]", p: ptr, ruleBase: "rule_\(p.swiftName)", rules: &rules)
+                let f = TypeRendering.paramDecode(
+                    p.type, raw: "parts.path[\(SwiftLiteral.string(p.name))]", p: ptr, ruleBase: "rule_\(p.swiftName)", rules: &rules)
                 body.line("let _\(p.swiftName) = ParamDecoding.required(\(f), at: \(ptr), errors: &errors, ok: &pathOK)")
             }
             body.open("guard pathOK else")
-            body.line("throw ProblemError(Problem(status: 400, code: \"request.invalid_parameter\", title: \"Invalid parameters\", detail: \"A path parameter is invalid.\", errors: errors.items))")
+            body.line(
+                "throw ProblemError(Problem(status: 400, code: \"request.invalid_parameter\", title: \"Invalid parameters\", detail: \"A path parameter is invalid.\", errors: errors.items))"
+            )
             body.close()
         }
         for p in otherParams where isIfMatch(p) {
@@ -287,7 +291,9 @@ public enum ServerRenderer {
                 }
             }
             body.open("guard ok else")
-            body.line("throw ProblemError(Problem(status: 400, code: \"request.invalid_parameter\", title: \"Invalid parameters\", detail: errors.items.count == 1 ? \"1 parameter is invalid.\" : \"\\(errors.items.count) parameters are invalid.\", errors: errors.items))")
+            body.line(
+                "throw ProblemError(Problem(status: 400, code: \"request.invalid_parameter\", title: \"Invalid parameters\", detail: errors.items.count == 1 ? \"1 parameter is invalid.\" : \"\\(errors.items.count) parameters are invalid.\", errors: errors.items))"
+            )
             body.close()
         }
         if let rb = op.requestBody {
@@ -424,7 +430,9 @@ public enum ServerRenderer {
             for op in ops {
                 w.openRaw("self.on(\(SwiftLiteral.string(routePath(op.path))), method: .\(op.method.lowercased())) { request, context in")
                 w.openRaw("await runtime.serve(\(op.typeName).info, request: request, context: context) { parts, ctx in")
-                w.line("try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)")
+                w.line(
+                    "try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)"
+                )
                 w.close()
                 w.close()
             }
