@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Testing
 
@@ -6,7 +7,7 @@ import Testing
 /// The contract-drift guarantee, demonstrated: change the spec under an existing handler and the
 /// handler stops compiling. The generated code is type-checked with `swiftc` against the modules
 /// of this package's own build (Tools/test builds them first).
-@Suite("contract drift")
+@Suite("contract drift", .serialized)
 struct DriftTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static var buildDirectory: URL {
@@ -16,7 +17,7 @@ struct DriftTests {
 
     /// Generates Swift for `spec`, adds the existing handler, and type-checks it; returns swiftc's
     /// exit status and output.
-    func typecheck(spec: String) throws -> (Int32, String) {
+    func typecheck(spec: String) async throws -> (Int32, String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-drift-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -60,10 +61,18 @@ struct DriftTests {
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
-        try p.run()
-        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+        return try await withCheckedThrowingContinuation { continuation in
+            // swiftc takes seconds: wait on a Dispatch thread, not a cooperative one.
+            DispatchQueue.global().async {
+                continuation.resume(
+                    with: Result {
+                        try p.run()
+                        let out = pipe.fileHandleForReading.readDataToEndOfFile()
+                        p.waitUntilExit()
+                        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
+                    })
+            }
+        }
     }
 
     struct DriftSetupError: Error, CustomStringConvertible {
@@ -71,26 +80,26 @@ struct DriftTests {
         var description: String { message }
     }
 
-    @Test func theExistingHandlerCompilesAgainstTheSpecItWasWrittenFor() throws {
-        let (status, output) = try typecheck(spec: Fixtures.mini)
+    @Test func theExistingHandlerCompilesAgainstTheSpecItWasWrittenFor() async throws {
+        let (status, output) = try await typecheck(spec: Fixtures.mini)
         #expect(status == 0, "\(output)")
     }
 
-    @Test func aNewRequiredResponseFieldBreaksTheBuild() throws {
+    @Test func aNewRequiredResponseFieldBreaksTheBuild() async throws {
         let changed = Fixtures.mini
             .replacing("required: [id, title, level, due, createdAt]", with: "required: [id, title, level, due, createdAt, summary]")
             .replacing(
                 "        createdAt: {type: string, format: date-time}\n",
                 with: "        createdAt: {type: string, format: date-time}\n        summary: {type: string}\n")
-        let (status, output) = try typecheck(spec: changed)
+        let (status, output) = try await typecheck(spec: changed)
         #expect(status != 0)
         #expect(output.contains("missing argument for parameter 'summary'"), "\(output)")
     }
 
-    @Test func aNewOperationIsRequiredOfTheHandler() throws {
+    @Test func aNewOperationIsRequiredOfTheHandler() async throws {
         let changed = Fixtures.mini.replacing(
             "      x-planned: true\n", with: "")
-        let (status, output) = try typecheck(spec: changed)
+        let (status, output) = try await typecheck(spec: changed)
         #expect(status != 0)
         #expect(output.contains("does not conform to protocol 'NotesAPI'"), "\(output)")
     }

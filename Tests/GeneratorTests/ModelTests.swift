@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Testing
 
@@ -86,9 +87,14 @@ struct RenderTests {
         #expect(a == b)
     }
 
-    @Test func theRealContractPassesTheChecks() throws {
+    @Test func theRealContractPassesTheChecks() async throws {
         let url = Fixtures.directory.appendingPathComponent("../../../api/openapi.yaml").standardized
-        let spec = try Loader.load(file: url.path)
-        #expect(Checker.check(spec).map(\.description) == [])
+        // Seconds of CPU in a debug build: keep it off the cooperative pool other suites share.
+        let findings = try await withCheckedThrowingContinuation { (c: CheckedContinuation<[String], any Error>) in
+            DispatchQueue.global().async {
+                c.resume(with: Result { Checker.check(try Loader.load(file: url.path)).map(\.description) })
+            }
+        }
+        #expect(findings == [])
     }
 }

@@ -9,6 +9,7 @@
 
 import Foundation
 import Logging
+import NIOPosix
 import Redis
 import Testing
 
@@ -320,10 +321,17 @@ struct RedisClientTests {
     }
 
     @Test func commandTimeoutDropsTheConnectionAndTheNextCallWorks() async throws {
+        // Its own threads: timing must not depend on what other suites queue on the shared pool.
+        let threads = NIOThreadPool(numberOfThreads: 1)
+        threads.start()
         let redis = RedisClient(
             configuration: try RedisTestEnvironment.sharedConfiguration(poolSize: 1, commandTimeout: .milliseconds(300)),
-            logger: RedisTestEnvironment.logger)
-        defer { Task { await redis.shutdown() } }
+            logger: RedisTestEnvironment.logger, threadPool: threads)
+        defer {
+            Task {
+                await redis.shutdown(); try? await threads.shutdownGracefully()
+            }
+        }
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -357,8 +365,14 @@ struct RedisClientTests {
     @Test func connectFailureIsQuickAndSaysConnection() async throws {
         var configuration = try RedisConfiguration(url: "redis://127.0.0.1:\(try freeLoopbackPort())")
         configuration.connectTimeout = .seconds(2)
-        let redis = RedisClient(configuration: configuration, logger: RedisTestEnvironment.logger)
-        defer { Task { await redis.shutdown() } }
+        let threads = NIOThreadPool(numberOfThreads: 1)
+        threads.start()
+        let redis = RedisClient(configuration: configuration, logger: RedisTestEnvironment.logger, threadPool: threads)
+        defer {
+            Task {
+                await redis.shutdown(); try? await threads.shutdownGracefully()
+            }
+        }
         let clock = ContinuousClock()
         let start = clock.now
         do {
@@ -393,7 +407,7 @@ struct RedisClientRestartTests {
     @Test func recoversAfterRedisRestartsWithoutANewClient() async throws {
         let server = try PrivateRedisServer.make(password: "restart-pw")
         defer { server.remove() }
-        try server.start()
+        try await server.startAsync()
 
         var configuration = try RedisConfiguration(url: server.url + "/2")
         configuration.poolSize = 3
@@ -411,7 +425,7 @@ struct RedisClientRestartTests {
             try await group.waitForAll()
         }
 
-        try server.stop()
+        try await server.stopAsync()
         for _ in 0..<5 {
             do {
                 try await redis.ping()
@@ -421,7 +435,7 @@ struct RedisClientRestartTests {
             }
         }
 
-        try server.start()
+        try await server.startAsync()
         try await redis.ping()  // the very first call after the restart succeeds
         #expect(try await redis.send(["GET", "k"]) == .null)  // started without persistence
         #expect(try await redis.send(["SET", "k", "after"]) == .status("OK"))
@@ -432,7 +446,7 @@ struct RedisClientRestartTests {
     @Test func idleConnectionsDroppedByTheServerAreNotReused() async throws {
         let server = try PrivateRedisServer.make()
         defer { server.remove() }
-        try server.start()
+        try await server.startAsync()
         var configuration = try RedisConfiguration(url: server.url)
         configuration.poolSize = 4
         let redis = RedisClient(configuration: configuration, logger: RedisTestEnvironment.logger)
@@ -444,15 +458,15 @@ struct RedisClientRestartTests {
         #expect(redis.poolForTesting.idleCount >= 1)
 
         // Restart with no call in between: every pooled socket is now dead.
-        try server.stop()
-        try server.start()
+        try await server.stopAsync()
+        try await server.startAsync()
         for _ in 0..<8 { try await redis.ping() }
     }
 
     @Test func wrongPasswordIsAConnectionError() async throws {
         let server = try PrivateRedisServer.make(password: "right")
         defer { server.remove() }
-        try server.start()
+        try await server.startAsync()
         let redis = RedisClient(
             configuration: try RedisConfiguration(url: "redis://:wrong@127.0.0.1:\(server.port)"),
             logger: RedisTestEnvironment.logger)

@@ -358,11 +358,11 @@ struct SliceTests {
 struct ReadinessTests {
     @Test func readinessGoes503WhenRedisStopsAndRecovers() async throws {
         let server = try PrivateRedisServer.make()
-        try server.start()
+        try await server.startAsync()
         defer { server.remove() }
         try await SitrepHarness.with(redisURL: server.url) { client, _ in
             try await client.execute(uri: "/readyz", method: .get) { r in #expect(r.status == .ok, "\(r.text)") }
-            try server.stop()
+            try await server.stopAsync()
             try await client.execute(uri: "/readyz", method: .get) { r in
                 #expect(r.status == .serviceUnavailable)
                 let p = try r.decode(Problem.self)
@@ -370,7 +370,7 @@ struct ReadinessTests {
                 #expect(p.detail?.hasPrefix("redis:") == true, "\(p.detail ?? "")")
                 #expect(r.headers[.retryAfter] != nil)
             }
-            try server.start()
+            try await server.startAsync()
             try await client.execute(uri: "/readyz", method: .get) { r in #expect(r.status == .ok, "\(r.text)") }
         }
     }

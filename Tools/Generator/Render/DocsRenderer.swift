@@ -19,10 +19,10 @@ public enum DocsRenderer {
         h += "<h3>Schemas</h3><ul>"
         for s in model.schemas { h += "<li><a href=\"#schema-\(s.name)\">\(s.name)</a></li>" }
         h += "</ul></nav>\n<main>"
-        if let d = model.description { h += "<section class=\"intro\"><pre class=\"md\">\(esc(d))</pre></section>" }
+        if let d = model.description { h += "<section class=\"intro md\">\(Markdown.html(d))</section>" }
         for tag in model.tags {
             h += "<h2 id=\"tag-\(esc(tag.name))\">\(esc(tag.name))</h2>"
-            if let d = tag.description { h += "<p>\(esc(d))</p>" }
+            if let d = tag.description { h += "<div class=\"md\">\(Markdown.html(d))</div>" }
             for op in model.operations where op.tag == tag.name { h += operation(op) }
         }
         h += "<h2>Schemas</h2>"
@@ -42,7 +42,7 @@ public enum DocsRenderer {
         if op.idempotency { h += "<li>Idempotency-Key</li>" }
         if let r = op.rateLimit { h += "<li>rate limit: \(esc(r))</li>" }
         h += "</ul>"
-        if let d = op.description { h += "<pre class=\"md\">\(esc(d))</pre>" }
+        if let d = op.description { h += "<div class=\"md\">\(Markdown.html(d))</div>" }
         if !op.parameters.isEmpty {
             h += "<table><tr><th>parameter</th><th>in</th><th>type</th><th></th></tr>"
             for p in op.parameters {
@@ -143,7 +143,7 @@ public enum DocsRenderer {
         .m{display:inline-block;min-width:52px;text-align:center;font:bold 11px ui-monospace,monospace;color:#fff;border-radius:3px;padding:2px 4px}
         .get{background:#2f7d32}.post{background:#1565c0}.put{background:#8e5a00}.patch{background:#6a3fa0}.delete{background:#b3261e}
         .tags{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:6px}.tags li{background:#eef1f5;border-radius:10px;padding:0 8px;font-size:12px}
-        .tags .planned{background:#fde7c8}em{color:#a25b00}pre.md{white-space:pre-wrap;font:14px/1.5 system-ui,sans-serif;margin:8px 0}
+        .tags .planned{background:#fde7c8}em{color:#a25b00}.md p{margin:6px 0}.md ul{margin:4px 0 4px 20px;padding:0}
         table{border-collapse:collapse;width:100%;margin:8px 0;font-size:13px}td,th{border:1px solid #dde;padding:4px 6px;text-align:left;vertical-align:top}
         th{background:#f4f6f8}.id{color:#667}@media(max-width:800px){body{display:block}nav{width:auto;height:auto;position:static}}
         """

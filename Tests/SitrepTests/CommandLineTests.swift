@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+
+/// The `sitrep` executable's operator-facing behaviour: help on every command, and a bad
+/// configuration reported one line per problem with exit code 2 (no stack trace).
+@Suite("sitrep command line")
+struct CommandLineTests {
+    static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug/sitrep").path
+
+    func run(_ args: [String], env: [String: String]) async throws -> (Int32, String, String) {
+        try await offCooperativePool { try Self.runBlocking(args, env: env) }
+    }
+
+    static func runBlocking(_ args: [String], env: [String: String]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        p.environment = env.merging(["PATH": "/usr/bin:/bin"]) { a, _ in a }
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    @Test(arguments: [[], ["serve"], ["migrate"], ["seed-demo"], ["dev-token"]])
+    func everyCommandHasHelp(command: [String]) async throws {
+        let (status, out, _) = try await run(command + ["--help"], env: [:])
+        #expect(status == 0)
+        #expect(out.contains("USAGE:"))
+    }
+
+    @Test func badConfigurationIsOneLinePerProblemAndExitCode2() async throws {
+        let (status, out, err) = try await run(
+            ["serve"], env: ["SITREP_PORT": "eighty", "SITREP_ENV": "staging", "SITREP_REDIS_URL": "http://cache"])
+        #expect(status == 2)
+        #expect(out.isEmpty)
+        let lines = err.split(separator: "\n").map(String.init)
+        #expect(
+            lines == [
+                "sitrep: SITREP_ENV=staging is not valid: expected development, test or production",
+                "sitrep: SITREP_PORT=eighty is not valid: expected an integer in 1...65535",
+                "sitrep: SITREP_DATABASE_URL is missing: set it to postgres://user:pass@host:port/db",
+                "sitrep: SITREP_REDIS_URL is not valid: it must start with redis://",
+            ])
+    }
+
+    @Test func productionRefusesTheDevIssuer() async throws {
+        let (status, _, err) = try await run(
+            ["serve"],
+            env: [
+                "SITREP_ENV": "production", "SITREP_DATABASE_URL": "postgres://u@db/sitrep", "SITREP_REDIS_URL": "redis://cache:6379",
+                "SITREP_DEV_ISSUER_KEY": "/tmp/key.pem",
+            ])
+        #expect(status == 2)
+        #expect(err.contains("sitrep: SITREP_OIDC_ISSUER is missing: production needs the real token issuer"))
+        #expect(err.contains("sitrep: SITREP_DEV_ISSUER_KEY is set: the local dev issuer is refused in production"))
+        let (tokenStatus, _, tokenErr) = try await run(
+            ["dev-token"], env: ["SITREP_ENV": "production", "SITREP_OIDC_ISSUER": "https://login.example/v2.0", "SITREP_OIDC_AUDIENCE": "api://x"])
+        #expect(tokenStatus != 0)
+        #expect(tokenErr.contains("dev-token is refused in production"))
+    }
+}
