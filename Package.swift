@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "RuntimeTests",
             dependencies: [
-                "SitrepRuntime", "Generated",
+                "SitrepRuntime", "Generated", "GeneratorCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

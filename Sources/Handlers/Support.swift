@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Redis
 import SitrepRuntime
 import Storage
 
@@ -92,4 +93,10 @@ extension OperationContext {
             fromState: fromState, toState: toState, reason: reason, requestId: requestId, clientAddress: clientAddress,
             details: details)
     }
+}
+
+// A Redis failure that reaches a handler's boundary means the shared cache is unusable right
+// now (connection refused, timeout, pool closed): answer 503 with Retry-After, never a 500.
+extension RedisError: DependencyUnavailableError {
+    public var dependency: String { "Redis" }
 }
