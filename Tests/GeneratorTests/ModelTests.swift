@@ -98,3 +98,24 @@ struct RenderTests {
         #expect(findings == [])
     }
 }
+
+@Suite("docs page")
+struct DocsTests {
+    @Test func markdownSubsetAndEscaping() {
+        #expect(
+            Markdown.html("**Bold** and `code` <script>alert(1)</script>")
+                == "<p><strong>Bold</strong> and <code>code</code> &lt;script&gt;alert(1)&lt;/script&gt;</p>")
+        #expect(Markdown.html("## Conventions\n\n- one\n  more\n- two") == "<h4>Conventions</h4><ul><li>one more</li><li>two</li></ul>")
+        #expect(
+            Markdown.html("| a | b |\n| --- | --- |\n| `x` | y |")
+                == "<table><tr><th>a</th><th>b</th></tr><tr><td><code>x</code></td><td>y</td></tr></table>")
+    }
+
+    @Test func everyOperationAndSchemaHasAnAnchor() throws {
+        let model = ModelBuilder.build(try Loader.load(text: Fixtures.mini))
+        let html = DocsRenderer.render(model)
+        for op in model.operations { #expect(html.contains("<article id=\"\(op.operationId)\">")) }
+        for s in model.schemas { #expect(html.contains("<article id=\"schema-\(s.name)\">")) }
+        #expect(html.contains("<em>planned</em>"))
+    }
+}

@@ -49,7 +49,7 @@ public enum DocsRenderer {
                 h +=
                     "<tr><td><code>\(esc(p.name))</code></td><td>\(p.location.rawValue)</td><td>\(type(p.type))</td><td>"
                     + (p.required ? "required" : p.defaultValue.map { "default \(esc($0))" } ?? "optional")
-                    + (p.description.map { "<br>" + esc($0) } ?? "") + "</td></tr>"
+                    + (p.description.map { "<br>" + Markdown.inline($0) } ?? "") + "</td></tr>"
             }
             h += "</table>"
         }
@@ -66,7 +66,7 @@ public enum DocsRenderer {
             case .none: body = "—"
             }
             h +=
-                "<tr><td>\(r.status)</td><td>\(body)</td><td>\(esc(r.headers.map(\.name).joined(separator: ", ")))</td><td>\(esc(r.description ?? ""))</td></tr>"
+                "<tr><td>\(r.status)</td><td>\(body)</td><td>\(esc(r.headers.map(\.name).joined(separator: ", ")))</td><td>\(Markdown.inline(r.description ?? ""))</td></tr>"
         }
         h += "</table></article>"
         return h
@@ -76,16 +76,16 @@ public enum DocsRenderer {
         switch s {
         case .enumeration(let e):
             return "<article id=\"schema-\(e.name)\"><h3>\(e.name) <small>enum</small></h3>"
-                + (e.description.map { "<p>\(esc($0))</p>" } ?? "")
+                + (e.description.map { "<p>\(Markdown.inline($0))</p>" } ?? "")
                 + "<p>" + e.cases.map { "<code>\(esc($0.value))</code>" }.joined(separator: " · ") + "</p></article>"
         case .object(let o):
-            var h = "<article id=\"schema-\(o.name)\"><h3>\(o.name)</h3>" + (o.description.map { "<p>\(esc($0))</p>" } ?? "")
+            var h = "<article id=\"schema-\(o.name)\"><h3>\(o.name)</h3>" + (o.description.map { "<p>\(Markdown.inline($0))</p>" } ?? "")
             h += "<table><tr><th>property</th><th>type</th><th></th></tr>"
             for p in o.properties {
                 let flags = [p.required ? "required" : "optional", p.nullable ? "nullable" : nil].compactMap { $0 }.joined(separator: ", ")
                 h +=
                     "<tr><td><code>\(p.jsonName)</code></td><td>\(type(p.type))</td><td>\(flags)"
-                    + (p.description.map { "<br>" + esc($0) } ?? "") + "</td></tr>"
+                    + (p.description.map { "<br>" + Markdown.inline($0) } ?? "") + "</td></tr>"
             }
             if o.closed { h += "<tr><td colspan=\"3\"><em>no other properties allowed</em></td></tr>" }
             return h + "</table></article>"
