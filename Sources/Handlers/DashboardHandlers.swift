@@ -5,35 +5,42 @@ import SitrepRuntime
 
 extension SitrepHandlers {
     public func getDashboard(_ input: GetDashboard.Input, context: OperationContext) async throws -> GetDashboard.Output {
+        // Viewers see only approved or distributed briefings, so they get their own copy.
+        let viewerOnly = context.caller.roles.isDisjoint(with: ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"])
+        let snapshot = try await dashboardCache.snapshot(viewerOnly: viewerOnly) {
+            try await database { try await computeDashboard(viewerOnly: viewerOnly, context: context) }
+        }
+        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: snapshot.etag) {
+            return .notModified(etag: snapshot.etag)
+        }
+        return .ok(snapshot.dashboard, etag: snapshot.etag)
+    }
+
+    /// The aggregate, fresh from PostgreSQL (four queries run concurrently on the pool).
+    func computeDashboard(viewerOnly: Bool, context: OperationContext) async throws -> Dashboard {
         let now = Date()
         let windowHours = 24
-        // Viewers see only approved or distributed briefings.
-        let p = context.caller
-        let viewerOnly = p.roles.isDisjoint(with: ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"])
-        return try await database {
-            async let posture = postureEntries(context: context)
-            async let stats = signalStats(since: now.addingTimeInterval(-Double(windowHours) * 3600), context: context)
-            async let briefing = latestBriefing(viewerOnly: viewerOnly, context: context)
-            async let actions = actionStats(now: now, context: context)
-            let (s, total) = try await stats
-            return .ok(
-                Dashboard(
-                    generatedAt: now, posture: try await posture,
-                    signals: SignalStats(
-                        windowHours: windowHours, total: total,
-                        bySeverity: SeverityCounts(
-                            low: s["severity:low"] ?? 0, medium: s["severity:medium"] ?? 0, high: s["severity:high"] ?? 0,
-                            critical: s["severity:critical"] ?? 0),
-                        byCategory: CategoryCounts(
-                            geopolitical: s["category:geopolitical"] ?? 0, economic: s["category:economic"] ?? 0,
-                            security: s["category:security"] ?? 0, technology: s["category:technology"] ?? 0,
-                            health: s["category:health"] ?? 0, climate: s["category:climate"] ?? 0,
-                            regulatory: s["category:regulatory"] ?? 0, reputational: s["category:reputational"] ?? 0),
-                        byStatus: SignalStatusCounts(
-                            new: s["status:new"] ?? 0, acknowledged: s["status:acknowledged"] ?? 0,
-                            escalated: s["status:escalated"] ?? 0, dismissed: s["status:dismissed"] ?? 0)),
-                    latestBriefing: try await briefing, actions: try await actions))
-        }
+        async let posture = postureEntries(context: context)
+        async let stats = signalStats(since: now.addingTimeInterval(-Double(windowHours) * 3600), context: context)
+        async let briefing = latestBriefing(viewerOnly: viewerOnly, context: context)
+        async let actions = actionStats(now: now, context: context)
+        let (s, total) = try await stats
+        return Dashboard(
+            generatedAt: now, posture: try await posture,
+            signals: SignalStats(
+                windowHours: windowHours, total: total,
+                bySeverity: SeverityCounts(
+                    low: s["severity:low"] ?? 0, medium: s["severity:medium"] ?? 0, high: s["severity:high"] ?? 0,
+                    critical: s["severity:critical"] ?? 0),
+                byCategory: CategoryCounts(
+                    geopolitical: s["category:geopolitical"] ?? 0, economic: s["category:economic"] ?? 0,
+                    security: s["category:security"] ?? 0, technology: s["category:technology"] ?? 0,
+                    health: s["category:health"] ?? 0, climate: s["category:climate"] ?? 0,
+                    regulatory: s["category:regulatory"] ?? 0, reputational: s["category:reputational"] ?? 0),
+                byStatus: SignalStatusCounts(
+                    new: s["status:new"] ?? 0, acknowledged: s["status:acknowledged"] ?? 0,
+                    escalated: s["status:escalated"] ?? 0, dismissed: s["status:dismissed"] ?? 0)),
+            latestBriefing: try await briefing, actions: try await actions)
     }
 
     /// Counts keyed `severity:<v>`, `category:<v>`, `status:<v>` in one grouped scan, and the total.

@@ -30,13 +30,16 @@ extension SitrepHandlers {
 
     public func getPosture(_ input: GetPosture.Input, context: OperationContext) async throws -> GetPosture.Output {
         let entries = try await database { try await postureEntries(context: context) }
+        let etag = ConditionalRequest.etag(prefix: "p", parts: entries.map { $0.domain.rawValue + $0.etag })
+        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
         let updated = entries.compactMap(\.setAt).max() ?? context.receivedAt
-        return .ok(Posture(domains: entries, updatedAt: updated))
+        return .ok(Posture(domains: entries, updatedAt: updated), etag: etag)
     }
 
     public func getPostureDomain(_ input: GetPostureDomain.Input, context: OperationContext) async throws -> GetPostureDomain.Output {
         let entries = try await database { try await postureEntries(context: context) }
         let entry = entries.first { $0.domain == input.domain }!
+        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: entry.etag) { return .notModified(etag: entry.etag) }
         return .ok(entry, etag: entry.etag)
     }
 
@@ -127,6 +130,9 @@ extension SitrepHandlers {
             items.removeLast()
             next = items.last.map { Cursor.encode($0.id) }
         }
-        return .ok(PostureHistoryPage(items: items, nextCursor: next))
+        // History rows never change: the page is named by its ids.
+        let etag = ConditionalRequest.etag(prefix: "h", parts: items.map { $0.id.uuidString } + [next ?? ""])
+        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
+        return .ok(PostureHistoryPage(items: items, nextCursor: next), etag: etag)
     }
 }

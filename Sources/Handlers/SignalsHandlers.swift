@@ -148,12 +148,26 @@ extension SitrepHandlers {
             items.removeLast()
             next = items.last.map { Cursor.encode($0.id) }
         }
-        return .ok(SignalPage(items: items, nextCursor: next))
+        // The page is named by its rows' ids and versions: compared before anything is encoded.
+        let etag = ConditionalRequest.etag(prefix: "l", parts: items.map { $0.id.uuidString + $0.etag } + [next ?? ""])
+        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
+        return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
     }
 
     // MARK: get
 
     public func getSignal(_ input: GetSignal.Input, context: OperationContext) async throws -> GetSignal.Output {
+        if let held = input.ifNoneMatch {
+            // Revalidation reads only the version: no row decoding, no encoding when it still matches.
+            let version: Int? = try await database {
+                let rows = try await db.query("SELECT version FROM signals WHERE id = \(input.signalId)", logger: context.logger)
+                for try await v in rows.decode(Int.self) { return v }
+                return nil
+            }
+            if let version, ConditionalRequest.ifNoneMatch(held, matches: ETag.make(version)) {
+                return .notModified(etag: ETag.make(version))
+            }
+        }
         let found: Signal? = try await database {
             let rows = try await db.query(
                 PostgresQuery(unsafeSQL: "SELECT \(Self.signalColumns) FROM signals WHERE id = $1", binds: try Self.binds(input.signalId)),

@@ -13,14 +13,17 @@ public struct SitrepHandlers: SitrepAPI {
     /// Names of migrations present on disk but not applied (readiness: "migrations current").
     let pendingMigrations: @Sendable () async throws -> [String]
     let stepUpContext: String
+    let dashboardCache: DashboardCache
 
+    /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
-        db: PostgresClient, redis: RedisClient, stepUpContext: String,
+        db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
         pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
         self.db = db
         self.redis = redis
         self.stepUpContext = stepUpContext
+        self.dashboardCache = DashboardCache(ttl: dashboardTTL)
         self.pendingMigrations = pendingMigrations
     }
 }

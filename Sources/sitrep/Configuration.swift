@@ -23,6 +23,7 @@ struct Configuration: Sendable {
     var logLevel: String
     var validateResponses: Bool
     var databasePoolSize: Int
+    var dashboardTTLMilliseconds: Int
 
     struct RateLimitPolicy: Sendable, Equatable {
         var limit: Int
@@ -53,6 +54,7 @@ struct Configuration: Sendable {
         ("SITREP_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
         ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
+        ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
     ]
 
     static func load(_ env: [String: String] = ProcessInfo.processInfo.environment, needsServices: Bool = true) throws(Errors) -> Configuration {
@@ -133,7 +135,8 @@ struct Configuration: Sendable {
             devIssuerKeyPath: environment == .production ? nil : (devKey ?? dataDirectory + "/dev-issuer-key.pem"),
             maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)), rateLimits: limits,
             stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
-            databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500))
+            databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500),
+            dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000))
         if !errors.isEmpty { throw Errors(lines: errors) }
         return config
     }

@@ -66,6 +66,7 @@ struct Serve: AsyncParsableCommand {
         }
         let handlers = SitrepHandlers(
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
+            dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds),
             pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))

@@ -59,7 +59,7 @@ struct FakeSignals: SignalsAPI, PostureAPI {
     }
 
     func listSignals(_ input: ListSignals.Input, context: OperationContext) async throws -> ListSignals.Output {
-        .ok(SignalPage(items: [signal(Self.fixedId)], nextCursor: nil))
+        .ok(SignalPage(items: [signal(Self.fixedId)], nextCursor: nil), etag: "\"l-1\"")
     }
 
     func getSignal(_ input: GetSignal.Input, context: OperationContext) async throws -> GetSignal.Output {
@@ -76,7 +76,7 @@ struct FakeSignals: SignalsAPI, PostureAPI {
     }
 
     func getPosture(_ input: GetPosture.Input, context: OperationContext) async throws -> GetPosture.Output {
-        .ok(Posture(domains: [], updatedAt: Self.when))
+        .ok(Posture(domains: [], updatedAt: Self.when), etag: "\"p-1\"")
     }
 
     func getPostureDomain(_ input: GetPostureDomain.Input, context: OperationContext) async throws -> GetPostureDomain.Output {
@@ -92,7 +92,7 @@ struct FakeSignals: SignalsAPI, PostureAPI {
     }
 
     func listPostureHistory(_ input: ListPostureHistory.Input, context: OperationContext) async throws -> ListPostureHistory.Output {
-        .ok(PostureHistoryPage(items: [], nextCursor: nil))
+        .ok(PostureHistoryPage(items: [], nextCursor: nil), etag: "\"h-1\"")
     }
 }
 

@@ -375,3 +375,86 @@ struct ReadinessTests {
         }
     }
 }
+
+/// Conditional GETs: strong ETags on the dashboard, posture, signal lists and signals, and 304
+/// with no body while they still match.
+@Suite("slice: conditional GETs", .enabled(if: SitrepHarness.isConfigured))
+struct ConditionalGetTests {
+    @Test func signalsAndListsRevalidate() async throws {
+        try await SitrepHarness.with { client, h in
+            var id = ""
+            try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch([signalJSON(sourceId: "E1")]))
+            ) { r in
+                id = try r.decode(SignalIngestResult.self).results[0].id.uuidString.lowercased()
+            }
+            let etag = try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: .auth(h.tokens.viewer)) { r in r.headers[.eTag] }
+            try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: etag!)) { r in
+                #expect(r.status == .notModified)
+                #expect(r.headers[.eTag] == etag)
+                #expect(r.body.readableBytes == 0)
+            }
+            try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: "\"other\", W/\(etag!)")) {
+                r in
+                #expect(r.status == .notModified)
+            }
+            let listTag = try await client.execute(uri: "/v1/signals?limit=10", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                #expect(r.status == .ok)
+                return r.headers[.eTag]
+            }
+            try await client.execute(uri: "/v1/signals?limit=10", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: listTag!)) { r in
+                #expect(r.status == .notModified)
+            }
+            // A change makes both stale.
+            try await client.execute(
+                uri: "/v1/signals/\(id)/triage", method: .post, headers: .auth(h.tokens.admin, json: true, ifMatch: etag),
+                body: buffer(#"{"status":"escalated"}"#)
+            ) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: etag!)) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.eTag] != etag)
+            }
+            try await client.execute(uri: "/v1/signals?limit=10", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: listTag!)) { r in
+                #expect(r.status == .ok)
+            }
+        }
+    }
+
+    @Test func dashboardAndPostureRevalidate() async throws {
+        try await SitrepHarness.with(dashboardTTL: .seconds(60)) { client, h in
+            let tag = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin)) { r in
+                #expect(r.status == .ok)
+                return r.headers[.eTag]
+            }
+            try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin, ifNoneMatch: tag!)) { r in
+                #expect(r.status == .notModified)
+                #expect(r.headers[.eTag] == tag)
+            }
+            // Viewers have their own aggregate (approved briefings only), so their own tag.
+            try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: tag!)) { r in
+                #expect(r.status == .ok)
+            }
+            let posture = try await client.execute(uri: "/v1/posture", method: .get, headers: .auth(h.tokens.viewer)) { r in r.headers[.eTag] }
+            try await client.execute(uri: "/v1/posture", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: posture!)) { r in
+                #expect(r.status == .notModified)
+            }
+            let domainTag = try await client.execute(uri: "/v1/posture/financial", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                r.headers[.eTag]
+            }
+            try await client.execute(
+                uri: "/v1/posture/financial", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: domainTag),
+                body: buffer(#"{"level":"high","rationale":"Currency volatility"}"#)
+            ) { r in #expect(r.status == .ok) }
+            try await client.execute(uri: "/v1/posture", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: posture!)) { r in
+                #expect(r.status == .ok)
+            }
+            try await client.execute(uri: "/v1/posture/history", method: .get, headers: .auth(h.tokens.viewer)) { r in
+                let t = r.headers[.eTag]
+                #expect(t != nil)
+                try await client.execute(uri: "/v1/posture/history", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: t!)) { r2 in
+                    #expect(r2.status == .notModified)
+                }
+            }
+        }
+    }
+}

@@ -56,6 +56,7 @@ struct SitrepHarness: Sendable {
     /// Runs `body` against a fresh database and the shared test Redis.
     static func with(
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
+        dashboardTTL: Duration = .zero,
         _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
@@ -80,7 +81,7 @@ struct SitrepHarness: Sendable {
                 validateResponses: true, logger: TestDatabase.logger)
             let migrations = db.migrations
             let handlers = SitrepHandlers(
-                db: db.client, redis: redis, stepUpContext: "c1",
+                db: db.client, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL,
                 pendingMigrations: {
                     try await Migrator(client: db.client, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
@@ -107,6 +108,12 @@ extension HTTPFields {
         h[.authorization] = "Bearer \(token)"
         if json { h[.contentType] = "application/json" }
         if let ifMatch { h[.ifMatch] = ifMatch }
+        return h
+    }
+
+    static func auth(_ token: String, ifNoneMatch: String) -> HTTPFields {
+        var h = auth(token)
+        h[.ifNoneMatch] = ifNoneMatch
         return h
     }
 }

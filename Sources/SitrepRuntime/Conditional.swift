@@ -1,0 +1,33 @@
+import Crypto
+import Foundation
+
+/// Conditional GET support (RFC 9110 §13): strong entity tags and `If-None-Match` matching.
+public enum ConditionalRequest {
+    /// Whether an `If-None-Match` header matches `etag` (weak comparison, as §13.1.2 requires):
+    /// `*`, or any listed tag equal once a `W/` prefix is ignored.
+    public static func ifNoneMatch(_ header: String?, matches etag: String) -> Bool {
+        guard let header else { return false }
+        let target = etag.hasPrefix("W/") ? String(etag.dropFirst(2)) : etag
+        for raw in header.split(separator: ",") {
+            var tag = raw.trimmingCharacters(in: .whitespaces)
+            if tag == "*" { return true }
+            if tag.hasPrefix("W/") { tag = String(tag.dropFirst(2)) }
+            if tag == target { return true }
+        }
+        return false
+    }
+
+    /// A strong tag for a representation: `"<prefix>-<16 hex digits of SHA-256>"` of the parts.
+    public static func etag(prefix: String, parts: [String]) -> String {
+        var h = SHA256()
+        for p in parts {
+            h.update(data: Array(p.utf8))
+            h.update(data: [0])
+        }
+        return "\"" + prefix + "-" + h.finalize().prefix(8).map { String(format: "%02x", $0) }.joined() + "\""
+    }
+
+    public static func etag(prefix: String, bytes: [UInt8]) -> String {
+        "\"" + prefix + "-" + SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined() + "\""
+    }
+}
