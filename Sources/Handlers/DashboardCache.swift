@@ -23,7 +23,11 @@ actor DashboardCache {
         if let task = inFlight[viewerOnly] { return try await task.value }
         let task = Task { () async throws -> Snapshot in
             let d = try await compute()
-            return Snapshot(dashboard: d, etag: ConditionalRequest.etag(prefix: "d", bytes: d.jsonBytes(capacity: 2048)), computedAt: .now)
+            // The tag names the content, not the moment: an unchanged aggregate keeps its ETag
+            // across recomputations, so pollers keep getting 304.
+            var content = d
+            content.generatedAt = Date(timeIntervalSince1970: 0)
+            return Snapshot(dashboard: d, etag: ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048)), computedAt: .now)
         }
         inFlight[viewerOnly] = task
         defer { inFlight[viewerOnly] = nil }

@@ -55,23 +55,18 @@ struct DriftTests {
             }
         }
         args += paths
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        return try await withCheckedThrowingContinuation { continuation in
-            // swiftc takes seconds: wait on a Dispatch thread, not a cooperative one.
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result {
-                        try p.run()
-                        let out = pipe.fileHandleForReading.readDataToEndOfFile()
-                        p.waitUntilExit()
-                        return (p.terminationStatus, String(decoding: out, as: UTF8.self))
-                    })
-            }
+        let arguments = args
+        return try await offCooperativePool {  // swiftc takes seconds
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = arguments
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            p.standardError = pipe
+            try p.run()
+            let out = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: out, as: UTF8.self))
         }
     }
 

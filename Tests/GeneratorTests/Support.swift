@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 
 @testable import GeneratorCore
@@ -42,5 +43,13 @@ extension String {
     func replacing(_ old: String, with new: String) -> String {
         guard let r = self.range(of: old) else { preconditionFailure("fixture does not contain: \(old)") }
         return self.replacingCharacters(in: r, with: new)
+    }
+}
+
+/// Runs blocking or CPU-heavy work (swiftc, loading the full contract in a debug build) on a
+/// Dispatch thread rather than on Swift concurrency's small cooperative pool.
+func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }

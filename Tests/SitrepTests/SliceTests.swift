@@ -422,6 +422,10 @@ struct ConditionalGetTests {
 
     @Test func dashboardAndPostureRevalidate() async throws {
         try await SitrepHarness.with(dashboardTTL: .seconds(60)) { client, h in
+            // A draft only staff see, so viewers' aggregate differs from the admins'.
+            try await h.db.client.query(
+                "INSERT INTO briefings (id, title, briefing_date, status) VALUES ('0195793d-10c0-7b9a-a4ed-db491c101721', 'Draft', current_date, 'draft')"
+            )
             let tag = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin)) { r in
                 #expect(r.status == .ok)
                 return r.headers[.eTag]
@@ -454,6 +458,26 @@ struct ConditionalGetTests {
                 try await client.execute(uri: "/v1/posture/history", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: t!)) { r2 in
                     #expect(r2.status == .notModified)
                 }
+            }
+        }
+    }
+}
+
+extension ConditionalGetTests {
+    @Test func anUnchangedDashboardKeepsItsTagAcrossRecomputations() async throws {
+        try await SitrepHarness.with(dashboardTTL: .zero) { client, h in
+            let first = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin)) { r in r.headers[.eTag] }
+            try await Task.sleep(for: .milliseconds(20))
+            // Recomputed (TTL zero) at a later generatedAt, same content: still 304.
+            try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin, ifNoneMatch: first!)) { r in
+                #expect(r.status == .notModified)
+            }
+            try await h.db.client.query(
+                "INSERT INTO actions (id, title, owner_id, assigned_by, due_date, priority, status) VALUES ('0195793d-10c0-7b9a-a4ed-db491c101799', 'New', 'o', 'a', current_date, 'low', 'open')"
+            )
+            try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin, ifNoneMatch: first!)) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.eTag] != first)
             }
         }
     }
