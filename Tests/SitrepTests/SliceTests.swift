@@ -1,6 +1,8 @@
+import Auth
 import Foundation
 import Generated
 import HTTPTypes
+import Handlers
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
@@ -479,6 +481,49 @@ extension ConditionalGetTests {
                 #expect(r.status == .ok)
                 #expect(r.headers[.eTag] != first)
             }
+        }
+    }
+}
+
+/// `x-rate-limit` enforced through the Redis limiter: the window's budget, then 429 with
+/// Retry-After, per principal.
+@Suite("slice: rate limits", .enabled(if: SitrepHarness.isConfigured))
+struct RateLimitTests {
+    @Test func ingestBudgetIsPerPrincipalAndAnswers429() async throws {
+        let policies: [String: RedisRateLimiter.Policy] = [
+            "writes": .init(limit: 100, windowSeconds: 60), "ingest": .init(limit: 2, windowSeconds: 60),
+            "auth": .init(limit: 100, windowSeconds: 60), "webhook": .init(limit: 100, windowSeconds: 60),
+        ]
+        try await SitrepHarness.with(rateLimits: policies) { client, h in
+            // A pipeline identity of its own, so runs of this test never share a window.
+            let pem = try DevIssuer.loadOrCreatePrivateKey(at: SitrepHarness.keyPath)
+            let token = try await DevIssuer.token(
+                privateKeyPEM: pem, roles: ["Sitrep.Ingest"], user: "pipeline-\(UUID().uuidString)", name: nil, mfa: false, app: true)
+            for i in 0..<2 {
+                try await client.execute(
+                    uri: "/v1/signals", method: .post, headers: .auth(token, json: true), body: buffer(batch([signalJSON(sourceId: "R\(i)")]))
+                ) { r in
+                    #expect(r.status == .ok)
+                }
+            }
+            try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(token, json: true), body: buffer(batch([signalJSON(sourceId: "R9")]))
+            ) { r in
+                #expect(r.status == .tooManyRequests)
+                #expect(r.problemCode == "rate_limit.exceeded")
+                let retry = Int(r.headers[.retryAfter] ?? "") ?? 0
+                #expect((1...60).contains(retry))
+            }
+            // Reads are not limited, and other principals have their own budget.
+            try await client.execute(uri: "/v1/signals", method: .get, headers: .auth(token)) { r in #expect(r.status == .forbidden) }
+            let other = try await DevIssuer.token(
+                privateKeyPEM: pem, roles: ["Sitrep.Ingest"], user: "pipeline-\(UUID().uuidString)", name: nil, mfa: false, app: true)
+            try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(other, json: true), body: buffer(batch([signalJSON(sourceId: "R8")]))
+            ) { r in
+                #expect(r.status == .ok)
+            }
+            _ = h
         }
     }
 }

@@ -69,13 +69,11 @@ struct SitrepHarness: Sendable {
             let auth = try await JWTAuthenticator(
                 configuration: DevIssuer.configuration,
                 publicKeysPEM: [DevIssuer.keyId: try DevIssuer.publicKeyPEM(fromPrivateKeyPEM: pem)], logger: TestDatabase.logger)
-            let prefix = UUID().uuidString.prefix(8)
             let policies =
                 rateLimits ?? [
                     "writes": .init(limit: 10_000, windowSeconds: 60), "ingest": .init(limit: 10_000, windowSeconds: 60),
                     "auth": .init(limit: 10_000, windowSeconds: 60), "webhook": .init(limit: 10_000, windowSeconds: 60),
                 ]
-            _ = prefix
             let runtime = APIRuntime(
                 authenticator: auth, rateLimiter: RedisRateLimiter(redis: redis, policies: policies), maxBodyBytes: 1 << 20,
                 validateResponses: true, logger: TestDatabase.logger)
