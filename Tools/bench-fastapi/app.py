@@ -4,13 +4,16 @@ dev-issuer RS256 tokens. Not part of the product; only Tools/bench starts it."""
 
 import base64
 import datetime as dt
+import hashlib
 import os
 import uuid
+from typing import Literal
 
 import asyncpg
 import jwt
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, Header, HTTPException, Query
+from pydantic import BaseModel, Field
 
 ISSUER = "https://sitrep.local/dev-issuer"
 AUDIENCE = "api://sitrep"
@@ -133,3 +136,50 @@ async def dashboard(authorization: str | None = Header(None)) -> dict:
         "actions": {"open": actions["o"], "inProgress": actions["p"], "blocked": actions["b"], "overdue": actions["d"],
                     "dueNext7Days": actions["s"]},
     }
+
+
+class SignalInput(BaseModel):
+    source: str = Field(min_length=1, max_length=100)
+    sourceId: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=300)
+    summary: str = Field(min_length=1, max_length=4000)
+    sourceUrl: str | None = None
+    category: Literal["geopolitical", "economic", "security", "technology", "health", "climate", "regulatory", "reputational"]
+    severity: Literal["low", "medium", "high", "critical"]
+    confidence: float = Field(ge=0, le=1)
+    modelVersion: str = Field(min_length=1, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=20)
+    region: str | None = None
+    publishedAt: dt.datetime
+
+
+class SignalBatch(BaseModel):
+    items: list[SignalInput] = Field(min_length=1, max_length=500)
+
+
+@app.post("/v1/signals")
+async def ingest(batch: SignalBatch, authorization: str | None = Header(None)) -> dict:
+    authenticate(authorization)
+    results = []
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            for it in batch.items:
+                digest = hashlib.sha256(it.model_dump_json().encode()).hexdigest()
+                new_id = await conn.fetchval(
+                    "INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence, "
+                    "model_version, tags, region, published_at, content_hash) VALUES "
+                    "(sitrep_uuid_v7(), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+                    "ON CONFLICT (source, source_id) DO NOTHING RETURNING id",
+                    it.source, it.sourceId, it.title, it.summary, it.sourceUrl, it.category, it.severity, it.confidence,
+                    it.modelVersion, it.tags, it.region, it.publishedAt, digest)
+                if new_id is not None:
+                    results.append({"sourceId": it.sourceId, "source": it.source, "id": str(new_id), "outcome": "created"})
+                    continue
+                row = await conn.fetchrow(
+                    "SELECT id, content_hash FROM signals WHERE source = $1 AND source_id = $2", it.source, it.sourceId)
+                results.append({"sourceId": it.sourceId, "source": it.source, "id": str(row["id"]),
+                                "outcome": "unchanged" if row["content_hash"] == digest else "conflict"})
+    created = sum(r["outcome"] == "created" for r in results)
+    unchanged = sum(r["outcome"] == "unchanged" for r in results)
+    return {"received": len(results), "created": created, "unchanged": unchanged,
+            "conflicts": len(results) - created - unchanged, "results": results}
