@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Generated
 import Logging
@@ -98,7 +97,7 @@ public enum DemoData {
                     sourceUrl: "https://news.example.org/items/\(i)", category: t.category, severity: severity,
                     confidence: 0.55 + Double((i * 37) % 45) / 100, modelVersion: "sitrep-classifier-2026.11.1", tags: t.tags,
                     region: t.region, publishedAt: published)
-                let hash = SHA256.hash(data: input.jsonBytes()).map { String(format: "%02x", $0) }.joined()
+                let hash = SitrepHandlers.contentHash(input)
                 let rows = try await conn.query(
                     """
                     INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence,

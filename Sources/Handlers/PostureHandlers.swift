@@ -125,11 +125,7 @@ extension SitrepHandlers {
                         toLevel: PostureLevel(rawValue: to) ?? .normal, rationale: rationale, setBy: setBy, setAt: setAt))
             }
         }
-        var next: String?
-        if items.count > input.limit {
-            items.removeLast()
-            next = items.last.map { Cursor.encode($0.id) }
-        }
+        let next = trimPage(&items, limit: input.limit, id: \.id)
         // History rows never change: the page is named by its ids.
         let etag = ConditionalRequest.etag(prefix: "h", parts: items.map { $0.id.uuidString } + [next ?? ""])
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }

@@ -102,7 +102,7 @@ extension SitrepHandlers {
 
     /// SHA-256 of the item's canonical JSON (the generated encoder writes keys in spec order).
     static func contentHash(_ item: SignalInput) -> String {
-        SHA256.hash(data: item.jsonBytes()).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: item.jsonBytes()).hexString
     }
 
     // MARK: list
@@ -143,11 +143,7 @@ extension SitrepHandlers {
             let rows = try await db.query(query, logger: context.logger)
             for try await row in rows { items.append(try Self.signal(from: row)) }
         }
-        var next: String?
-        if items.count > input.limit {
-            items.removeLast()
-            next = items.last.map { Cursor.encode($0.id) }
-        }
+        let next = trimPage(&items, limit: input.limit, id: \.id)
         // The page is named by its rows' ids and versions: compared before anything is encoded.
         let etag = ConditionalRequest.etag(prefix: "l", parts: items.map { $0.id.uuidString + $0.etag } + [next ?? ""])
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }

@@ -33,6 +33,14 @@ enum Cursor {
     }
 }
 
+/// Rows were fetched with `LIMIT limit + 1`: drop the probe row and name the next page after the
+/// last row kept (nil on the last page).
+func trimPage<T>(_ items: inout [T], limit: Int, id: (T) -> UUID) -> String? {
+    guard items.count > limit else { return nil }
+    items.removeLast(items.count - limit)
+    return items.last.map { Cursor.encode(id($0)) }
+}
+
 /// ETags are the resource's row version, quoted.
 enum ETag {
     static func make(_ version: Int) -> String { "\"\(version)\"" }

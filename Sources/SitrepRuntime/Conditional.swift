@@ -1,6 +1,19 @@
 import Crypto
 import Foundation
 
+extension Sequence<UInt8> {
+    /// Lowercase hexadecimal, two digits per byte (digests, fingerprints, tags).
+    public var hexString: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for b in self {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 /// Conditional GET support (RFC 9110 §13): strong entity tags and `If-None-Match` matching.
 public enum ConditionalRequest {
     /// Whether an `If-None-Match` header matches `etag` (weak comparison, as §13.1.2 requires):
@@ -24,10 +37,10 @@ public enum ConditionalRequest {
             h.update(data: Array(p.utf8))
             h.update(data: [0])
         }
-        return "\"" + prefix + "-" + h.finalize().prefix(8).map { String(format: "%02x", $0) }.joined() + "\""
+        return "\"" + prefix + "-" + h.finalize().prefix(8).hexString + "\""
     }
 
     public static func etag(prefix: String, bytes: [UInt8]) -> String {
-        "\"" + prefix + "-" + SHA256.hash(data: bytes).prefix(8).map { String(format: "%02x", $0) }.joined() + "\""
+        "\"" + prefix + "-" + SHA256.hash(data: bytes).prefix(8).hexString + "\""
     }
 }

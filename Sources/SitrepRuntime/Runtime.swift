@@ -396,7 +396,7 @@ public struct APIRuntime: Sendable {
         h.update(data: Array(path.utf8))
         h.update(data: [0])
         h.update(data: body)
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return h.finalize().hexString
     }
 
     private func finish(_ out: EncodedResponse, op: OperationInfo, requestId: String, logger: Logger) -> Response {
