@@ -37,6 +37,8 @@ public actor JWTAuthenticator: Authenticator {
     var failedRefreshRetryInterval: Duration = .seconds(60)
     /// Tokens longer than this are refused before any parsing.
     static let maxTokenBytes = 64 * 1024
+    /// Tokens that passed every check (see ``VerifiedTokenCache`` for why that is safe).
+    nonisolated let verified = VerifiedTokenCache(capacity: 4096)
 
     /// Remote issuer: fetches the JWKS over HTTPS with the given client, through OIDC discovery
     /// when ``AuthConfiguration/jwksURL`` is nil.
@@ -84,16 +86,30 @@ public actor JWTAuthenticator: Authenticator {
 
     // MARK: Authenticator
 
-    public func authenticate(bearerToken: String) async throws -> Principal {
+    public nonisolated func authenticate(bearerToken: String) async throws -> Principal {
+        let skew = configuration.clockSkew.timeInterval
+        if let principal = verified.lookup(bearerToken, now: Date().timeIntervalSince1970, skew: skew) { return principal }
+        return try await authenticateUncached(bearerToken)
+    }
+
+    private func authenticateUncached(_ bearerToken: String) async throws -> Principal {
         do {
-            return try await verify(bearerToken)
+            let generation = verified.generation
+            let (principal, claims) = try await verify(bearerToken)
+            if let exp = claims.exp {
+                verified.insert(
+                    bearerToken,
+                    .init(principal: principal, expiresAt: exp, notBefore: claims.nbf, generation: generation),
+                    now: Date().timeIntervalSince1970)
+            }
+            return principal
         } catch let failure as AuthenticationFailure {
             logger.debug("bearer token refused", metadata: ["reason": "\(failure.description)"])
             throw failure
         }
     }
 
-    private func verify(_ rawToken: String) async throws -> Principal {
+    private func verify(_ rawToken: String) async throws -> (Principal, AccessTokenClaims) {
         let token = rawToken.trimmingCharacters(in: .whitespaces)
         guard !token.isEmpty, token.utf8.count <= Self.maxTokenBytes else { throw Self.fail("token is malformed") }
         let header = try Self.decodeHeader(token)
@@ -123,7 +139,7 @@ public actor JWTAuthenticator: Authenticator {
         } catch {
             throw Self.fail("token is malformed")
         }
-        return try principal(from: claims, now: Date())
+        return (try principal(from: claims, now: Date()), claims)
     }
 
     /// Applies the claim rules to verified claims and builds the principal.
@@ -211,6 +227,7 @@ public actor JWTAuthenticator: Authenticator {
             let fresh = try await fetcher.fetchKeys(from: url)
             let previous = Set(keys.kids)
             keys = fresh
+            verified.invalidate()
             lastSuccessfulRefresh = .now
             lastRefreshFailed = false
             if previous != Set(fresh.kids) {

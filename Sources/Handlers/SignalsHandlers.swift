@@ -11,21 +11,62 @@ extension SitrepHandlers {
         region, published_at, status, triage_note, triaged_by, triaged_at, ingested_at, version
         """
 
+    /// Decodes a row of ``signalColumns``, left to right.
     static func signal(from row: PostgresRow) throws -> Signal {
-        let r = row.makeRandomAccess()
-        let version = try r[18].decode(Int.self)
+        var r = CellReader(row)
         return Signal(
-            id: try r[0].decode(UUID.self), source: try r[1].decode(String.self), sourceId: try r[2].decode(String.self),
-            title: try r[3].decode(String.self), summary: try r[4].decode(String.self),
-            sourceUrl: try r[5].decode(String?.self),
-            category: SignalCategory(rawValue: try r[6].decode(String.self)) ?? .security,
-            severity: Severity(rawValue: try r[7].decode(String.self)) ?? .low,
-            confidence: try r[8].decode(Double.self), modelVersion: try r[9].decode(String.self),
-            tags: try r[10].decode([String].self), region: try r[11].decode(String?.self),
-            publishedAt: try r[12].decode(Date.self),
-            status: SignalStatus(rawValue: try r[13].decode(String.self)) ?? .new,
-            triageNote: try r[14].decode(String?.self), triagedBy: try r[15].decode(String?.self),
-            triagedAt: try r[16].decode(Date?.self), ingestedAt: try r[17].decode(Date.self), etag: ETag.make(version))
+            id: try r.uuid(), source: try r.string(), sourceId: try r.string(), title: try r.string(), summary: try r.string(),
+            sourceUrl: try r.optionalString(), category: SignalCategory(rawValue: try r.string()) ?? .security,
+            severity: Severity(rawValue: try r.string()) ?? .low, confidence: try r.double(), modelVersion: try r.string(),
+            tags: try r.stringArray(), region: try r.optionalString(), publishedAt: try r.date(),
+            status: SignalStatus(rawValue: try r.string()) ?? .new, triageNote: try r.optionalString(),
+            triagedBy: try r.optionalString(), triagedAt: try r.optionalDate(), ingestedAt: try r.date(),
+            etag: ETag.make(try r.int()))
+    }
+
+    /// The newest signals, optionally strictly after a cursor row: the unfiltered list page, the
+    /// dashboard's polling path, as named prepared statements (parsed and planned once per
+    /// connection).
+    struct LatestSignals: PostgresPreparedStatement {
+        static let sql = "SELECT \(signalColumns) FROM signals ORDER BY published_at DESC, id DESC LIMIT $1"
+        static let bindingDataTypes: [PostgresDataType] = [.int8]
+        let limit: Int
+        func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(limit) }
+        func decodeRow(_ row: PostgresRow) throws -> Signal { try SitrepHandlers.signal(from: row) }
+    }
+
+    struct LatestSignalsAfter: PostgresPreparedStatement {
+        static let sql = """
+            SELECT \(signalColumns) FROM signals
+            WHERE (published_at, id) < (SELECT published_at, id FROM signals WHERE id = $1)
+            ORDER BY published_at DESC, id DESC LIMIT $2
+            """
+        static let bindingDataTypes: [PostgresDataType] = [.uuid, .int8]
+        let after: UUID
+        let limit: Int
+        func makeBindings() throws -> PostgresBindings {
+            var b = PostgresBindings()
+            b.append(after)
+            b.append(limit)
+            return b
+        }
+        func decodeRow(_ row: PostgresRow) throws -> Signal { try SitrepHandlers.signal(from: row) }
+    }
+
+    struct SignalById: PostgresPreparedStatement {
+        static let sql = "SELECT \(signalColumns) FROM signals WHERE id = $1"
+        static let bindingDataTypes: [PostgresDataType] = [.uuid]
+        let id: UUID
+        func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(id) }
+        func decodeRow(_ row: PostgresRow) throws -> Signal { try SitrepHandlers.signal(from: row) }
+    }
+
+    struct SignalVersion: PostgresPreparedStatement {
+        static let sql = "SELECT version FROM signals WHERE id = $1"
+        static let bindingDataTypes: [PostgresDataType] = [.uuid]
+        let id: UUID
+        func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(id) }
+        func decodeRow(_ row: PostgresRow) throws -> Int { try row.decode(Int.self) }
     }
 
     static let severityRank: [Severity: Int] = [.low: 1, .medium: 2, .high: 3, .critical: 4]
@@ -116,6 +157,46 @@ extension SitrepHandlers {
                     detail: "since must be before until.",
                     errors: [FieldError(pointer: "/query/since", message: "must be before until")]))
         }
+        var items: [Signal] = []
+        items.reserveCapacity(input.limit + 1)
+        let filtered =
+            input.category?.isEmpty == false || input.status?.isEmpty == false || input.minSeverity != nil || input.tag != nil
+            || input.since != nil || input.until != nil || input.q != nil
+        if !filtered {
+            try await database {
+                if let after {
+                    for try await s in try await db.execute(LatestSignalsAfter(after: after, limit: input.limit + 1), logger: context.logger) {
+                        items.append(s)
+                    }
+                } else {
+                    for try await s in try await db.execute(LatestSignals(limit: input.limit + 1), logger: context.logger) {
+                        items.append(s)
+                    }
+                }
+            }
+        } else {
+            let query = try Self.filteredQuery(input, after: after)
+            try await database {
+                let rows = try await db.query(query, logger: context.logger)
+                for try await row in rows { items.append(try Self.signal(from: row)) }
+            }
+        }
+        let next = trimPage(&items, limit: input.limit, id: \.id)
+        // The page is named by its rows' ids and versions: compared before anything is encoded.
+        var named: [UInt8] = []
+        named.reserveCapacity(items.count * 24 + 8)
+        for item in items {
+            withUnsafeBytes(of: item.id.uuid) { named.append(contentsOf: $0) }
+            named.append(contentsOf: item.etag.utf8)
+        }
+        named.append(contentsOf: (next ?? "").utf8)
+        let etag = ConditionalRequest.etag(prefix: "l", bytes: named)
+        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
+        return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
+    }
+
+    /// The list query for filtered pages (shapes vary, so an unnamed statement).
+    static func filteredQuery(_ input: ListSignals.Input, after: UUID?) throws -> PostgresQuery {
         var sql = "SELECT \(Self.signalColumns) FROM signals WHERE TRUE"
         var binds = PostgresBindings()
         func bind<T: PostgresEncodable>(_ v: T) throws -> String {
@@ -136,18 +217,7 @@ extension SitrepHandlers {
             sql += " AND (published_at, id) < (SELECT published_at, id FROM signals WHERE id = \(p))"
         }
         sql += " ORDER BY published_at DESC, id DESC LIMIT \(try bind(input.limit + 1))"
-        let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-        var items: [Signal] = []
-        items.reserveCapacity(input.limit + 1)
-        try await database {
-            let rows = try await db.query(query, logger: context.logger)
-            for try await row in rows { items.append(try Self.signal(from: row)) }
-        }
-        let next = trimPage(&items, limit: input.limit, id: \.id)
-        // The page is named by its rows' ids and versions: compared before anything is encoded.
-        let etag = ConditionalRequest.etag(prefix: "l", parts: items.map { $0.id.uuidString + $0.etag } + [next ?? ""])
-        if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
-        return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
+        return PostgresQuery(unsafeSQL: sql, binds: binds)
     }
 
     // MARK: get
@@ -156,8 +226,7 @@ extension SitrepHandlers {
         if let held = input.ifNoneMatch {
             // Revalidation reads only the version: no row decoding, no encoding when it still matches.
             let version: Int? = try await database {
-                let rows = try await db.query("SELECT version FROM signals WHERE id = \(input.signalId)", logger: context.logger)
-                for try await v in rows.decode(Int.self) { return v }
+                for try await v in try await db.execute(SignalVersion(id: input.signalId), logger: context.logger) { return v }
                 return nil
             }
             if let version, ConditionalRequest.ifNoneMatch(held, matches: ETag.make(version)) {
@@ -165,10 +234,7 @@ extension SitrepHandlers {
             }
         }
         let found: Signal? = try await database {
-            let rows = try await db.query(
-                PostgresQuery(unsafeSQL: "SELECT \(Self.signalColumns) FROM signals WHERE id = $1", binds: try Self.binds(input.signalId)),
-                logger: context.logger)
-            for try await row in rows { return try Self.signal(from: row) }
+            for try await s in try await db.execute(SignalById(id: input.signalId), logger: context.logger) { return s }
             return nil
         }
         guard let found else { return .notFound(.notFound("No signal has id \(input.signalId.uuidString.lowercased()).")) }

@@ -36,7 +36,9 @@ struct SeedDemo: AsyncParsableCommand {
         commandName: "seed-demo",
         abstract: "Load realistic demo data: a week of signals, posture, a draft briefing, actions, recipients.")
 
-    @Option(help: "Number of signals to create (spread over the last seven days).")
+    @Option(
+        name: [.customLong("signals"), .customLong("rows")],
+        help: "Number of signals to create (spread over the last seven days); above 2,000 they are inserted set-based.")
     var signals = 400
 
     func run() async throws {

@@ -914,3 +914,23 @@ struct JSONWireFormatTests {
         }
     }
 }
+
+@Suite("base64url")
+struct Base64URLTests {
+    @Test func agreesWithFoundationForEveryLengthAndRejectsWhatItCannotHaveMade() {
+        var rng = SystemRandomNumberGenerator()
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let expected = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == expected)
+            #expect(Base64URL.decode(expected) == bytes)
+        }
+        #expect(Base64URL.decode("") == [])
+        #expect(Base64URL.decode("A") == nil)  // impossible length
+        #expect(Base64URL.decode("AB=") == nil)  // padding is not part of the unpadded form
+        #expect(Base64URL.decode("a+b/") == nil)  // standard alphabet
+        #expect(Base64URL.decode("AB") == nil)  // non-zero trailing bits: "AA" is the encoding of [0]
+        #expect(Base64URL.decode("AA") == [0])
+    }
+}

@@ -81,6 +81,49 @@ extension AuthFixtures {
     }
 }
 
+// MARK: - Verified-token cache
+
+@Suite("Auth: verified-token cache")
+struct VerifiedTokenCacheTests {
+    @Test func aVerifiedTokenIsAnsweredFromTheCacheUntilItExpires() async throws {
+        var configuration = DevIssuer.configuration
+        configuration.clockSkew = .zero
+        let auth = try await AuthFixtures.localAuthenticator(configuration: configuration)
+        let now = Date().timeIntervalSince1970.rounded(.down)
+        let shortLived = try await AuthFixtures.sign(AuthFixtures.claims { $0.exp = now + 2 })
+        let first = try await auth.authenticate(bearerToken: shortLived)
+        #expect(auth.verified.count == 1)
+        #expect(try await auth.authenticate(bearerToken: shortLived) == first)
+        #expect(auth.verified.count == 1)
+        // Expiry is re-checked on every hit: once exp has passed the full path refuses the token.
+        try await Task.sleep(for: .milliseconds(Int64((now + 2.2 - Date().timeIntervalSince1970) * 1000)))
+        await AuthFixtures.expectRefused(shortLived, "token expired", by: auth)
+        #expect(auth.verified.count == 0)
+    }
+
+    @Test func failuresAreNotCachedAndTheCacheIsBounded() async throws {
+        let auth = try await AuthFixtures.localAuthenticator()
+        let wrongAudience = try await AuthFixtures.sign(AuthFixtures.claims { $0.aud = ["someone-else"] })
+        await AuthFixtures.expectRefused(wrongAudience, "token audience does not match", by: auth)
+        #expect(auth.verified.count == 0)
+
+        let cache = VerifiedTokenCache(capacity: 2)
+        let principal = Principal(id: "t:o", tenantId: "t", objectId: "o", roles: [])
+        let now = Date().timeIntervalSince1970
+        for token in ["a", "b", "c"] {
+            cache.insert(token, .init(principal: principal, expiresAt: now + 60, notBefore: nil, generation: 0), now: now)
+        }
+        #expect(cache.count <= 2)
+        #expect(cache.lookup("c", now: now, skew: 0) == principal)
+        // A verification that started before a key-set change is not remembered.
+        let started = cache.generation
+        cache.invalidate()
+        cache.insert("d", .init(principal: principal, expiresAt: now + 60, notBefore: nil, generation: started), now: now)
+        #expect(cache.lookup("d", now: now, skew: 0) == nil)
+        #expect(cache.lookup("c", now: now, skew: 0) == nil)
+    }
+}
+
 // MARK: - Local keys: principal mapping
 
 @Suite("Auth: principal from a valid token")

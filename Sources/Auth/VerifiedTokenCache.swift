@@ -1,0 +1,70 @@
+import SitrepRuntime
+import Synchronization
+
+/// Bearer tokens that already passed every check, so a client's next request with the same token
+/// costs a dictionary lookup instead of an RSA signature verification (the largest single cost
+/// of an authenticated read before this cache).
+///
+/// Safe because a verified token cannot change: it is keyed by its exact text, its time claims
+/// are re-checked on every hit (an expired token falls through to full verification, which
+/// refuses it), and a key-set change bumps ``generation`` so nothing verified against a key that
+/// the issuer has since withdrawn is ever answered from here. Failures are never cached. Bounded:
+/// at ``capacity`` entries the expired ones are dropped, then everything if that was not enough.
+final class VerifiedTokenCache: Sendable {
+    struct Entry: Sendable {
+        var principal: Principal
+        var expiresAt: Double
+        var notBefore: Double?
+        var generation: Int
+    }
+
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var generation = 0
+    }
+
+    let capacity: Int
+    private let state = Mutex(State())
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    /// The key-set generation a verification about to start should record.
+    var generation: Int { state.withLock { $0.generation } }
+
+    /// The principal for `token` when it was verified under the current key set and its `exp`/`nbf`
+    /// (with `skew` seconds of tolerance) still hold at `now` (seconds since 1970).
+    func lookup(_ token: String, now: Double, skew: Double) -> Principal? {
+        state.withLock { s in
+            guard let e = s.entries[token] else { return nil }
+            guard e.generation == s.generation, now < e.expiresAt + skew else {
+                s.entries[token] = nil
+                return nil
+            }
+            if let nbf = e.notBefore, now + skew < nbf { return nil }
+            return e.principal
+        }
+    }
+
+    /// Remembers a verification that started at `entry.generation`; ignored when the key set
+    /// changed meanwhile.
+    func insert(_ token: String, _ entry: Entry, now: Double) {
+        state.withLock { s in
+            guard entry.generation == s.generation else { return }
+            if s.entries.count >= capacity {
+                s.entries = s.entries.filter { $0.value.expiresAt > now }
+                if s.entries.count >= capacity { s.entries.removeAll(keepingCapacity: true) }
+            }
+            s.entries[token] = entry
+        }
+    }
+
+    /// Forgets everything: the trusted keys changed.
+    func invalidate() {
+        state.withLock { s in
+            s.generation += 1
+            s.entries.removeAll()
+        }
+    }
+
+    var count: Int { state.withLock { $0.entries.count } }
+}
