@@ -125,6 +125,16 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
+        // The bare-Hummingbird side of Tools/bench's A/B (fixed bytes, nothing generated).
+        .executableTarget(
+            name: "sitrep-bench-bare",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tools/bench-bare"
+        ),
 
         // MARK: tests
         .testTarget(

@@ -49,7 +49,8 @@ public enum DemoData {
             tags: ["social-media", "misinformation"], region: "Global"),
     ]
 
-    /// `count` signals over the last seven days in one statement (ids are UUIDv7 made in SQL).
+    /// `count` new signals over the last seven days in one statement (ids are UUIDv7 made in SQL);
+    /// numbered after the bulk rows already there, so seeding again adds rows instead of colliding.
     static func bulkSignals(_ count: Int, now: Date, on conn: PostgresConnection, logger: Logger) async throws -> Int {
         let titles = templates.map(\.title)
         let summaries = templates.map(\.summary)
@@ -58,15 +59,16 @@ public enum DemoData {
         let rows = try await conn.query(
             """
             WITH t AS (SELECT \(titles)::text[] AS titles, \(summaries)::text[] AS summaries,
-                              \(categories)::text[] AS categories, \(regions)::text[] AS regions)
+                              \(categories)::text[] AS categories, \(regions)::text[] AS regions,
+                              (SELECT coalesce(max(substr(source_id, 6)::bigint) + 1, 0) FROM signals WHERE source = 'demo-bulk') AS offset_by)
             INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence,
                                  model_version, tags, region, published_at, content_hash, status)
-            SELECT sitrep_uuid_v7(), 'demo-bulk', 'bulk-' || i, t.titles[1 + i % 8], t.summaries[1 + i % 8],
+            SELECT sitrep_uuid_v7(), 'demo-bulk', 'bulk-' || (i + t.offset_by), t.titles[1 + i % 8], t.summaries[1 + i % 8],
                    'https://news.example.org/bulk/' || i, t.categories[1 + i % 8],
                    (ARRAY['low','low','medium','medium','medium','high','high','critical'])[1 + (i * 7 + i / 8) % 8],
                    0.55 + ((i * 37) % 45) / 100.0, 'sitrep-classifier-2026.11.1', ARRAY['demo', 'bulk'],
                    t.regions[1 + i % 8], \(now)::timestamptz - (i * interval '7 days' / \(count)) - interval '1 minute',
-                   encode(sha256(('bulk-' || i)::bytea), 'hex'),
+                   encode(sha256(('bulk-' || (i + t.offset_by))::bytea), 'hex'),
                    (ARRAY['new','new','new','acknowledged','escalated','dismissed'])[1 + (i * 5) % 6]
             FROM generate_series(0, \(count) - 1) AS i, t
             ON CONFLICT (source, source_id) DO NOTHING

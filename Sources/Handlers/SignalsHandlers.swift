@@ -237,7 +237,7 @@ extension SitrepHandlers {
             for try await s in try await db.execute(SignalById(id: input.signalId), logger: context.logger) { return s }
             return nil
         }
-        guard let found else { return .notFound(.notFound("No signal has id \(input.signalId.uuidString.lowercased()).")) }
+        guard let found else { return .notFound(.notFound("No signal has id \(input.signalId.lowercasedString).")) }
         return .ok(found, etag: found.etag)
     }
 
@@ -284,14 +284,14 @@ extension SitrepHandlers {
                 for try await row in updated { signal = try Self.signal(from: row) }
                 try await appendAudit(
                     context.audit(
-                        "signal.triage", entityType: "signal", entityId: input.signalId.uuidString.lowercased(),
+                        "signal.triage", entityType: "signal", entityId: input.signalId.lowercasedString,
                         fromState: fromStatus, toState: input.body.status.rawValue, reason: input.body.note),
                     on: conn, logger: context.logger)
                 return .done(signal!)
             }
         }
         switch result {
-        case .notFound: return .notFound(.notFound("No signal has id \(input.signalId.uuidString.lowercased())."))
+        case .notFound: return .notFound(.notFound("No signal has id \(input.signalId.lowercasedString)."))
         case .stale: return .preconditionFailed(.preconditionFailed())
         case .done(let s): return .ok(s, etag: s.etag)
         }

@@ -9,7 +9,7 @@ import Storage
 /// so the next page continues strictly after it in (time, id) order even while rows are added.
 enum Cursor {
     static func encode(_ id: UUID) -> String {
-        Base64URL.encode(Array("v1:".utf8) + Array(id.uuidString.lowercased().utf8))
+        Base64URL.encode(Array("v1:".utf8) + Array(id.lowercasedString.utf8))
     }
 
     /// The id inside a cursor, or a 400 problem naming the parameter.

@@ -59,7 +59,7 @@ public struct SitrepMiddleware: RouterMiddleware {
         {
             return h
         }
-        return UUIDv7.make().uuidString.lowercased()
+        return UUIDv7.make().lowercasedString
     }
 }
 
@@ -86,19 +86,42 @@ extension Router where Context == SitrepRequestContext {
 
 /// Time-ordered UUIDs (RFC 9562 version 7).
 public enum UUIDv7 {
+    /// 48 bits of Unix milliseconds, version 7, 74 random bits from the system generator (two
+    /// 64-bit draws, not one per byte: each draw is a `getrandom` call).
     public static func make(at date: Date = Date()) -> UUID {
         let ms = UInt64(max(0, date.timeIntervalSince1970 * 1000))
-        var b = [UInt8](repeating: 0, count: 16)
         var rng = SystemRandomNumberGenerator()
-        for i in 6..<16 { b[i] = UInt8.random(in: 0...255, using: &rng) }
-        b[0] = UInt8((ms >> 40) & 0xff)
-        b[1] = UInt8((ms >> 32) & 0xff)
-        b[2] = UInt8((ms >> 24) & 0xff)
-        b[3] = UInt8((ms >> 16) & 0xff)
-        b[4] = UInt8((ms >> 8) & 0xff)
-        b[5] = UInt8(ms & 0xff)
-        b[6] = 0x70 | (b[6] & 0x0f)
-        b[8] = 0x80 | (b[8] & 0x3f)
-        return UUID(uuid: (b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]))
+        let r1 = rng.next()
+        let r2 = rng.next()
+        func byte(_ v: UInt64, _ i: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: v >> (i * 8)) }
+        return UUID(
+            uuid: (
+                byte(ms, 5), byte(ms, 4), byte(ms, 3), byte(ms, 2), byte(ms, 1), byte(ms, 0),
+                0x70 | (byte(r1, 0) & 0x0f), byte(r1, 1), 0x80 | (byte(r1, 2) & 0x3f), byte(r1, 3),
+                byte(r2, 0), byte(r2, 1), byte(r2, 2), byte(r2, 3), byte(r2, 4), byte(r2, 5)
+            ))
+    }
+}
+
+extension UUID {
+    /// The canonical lowercase form (`8-4-4-4-12` hex digits), written without Foundation's
+    /// uppercase string and a second pass to lowercase it.
+    public var lowercasedString: String {
+        let digits: StaticString = "0123456789abcdef"
+        return withUnsafeBytes(of: uuid) { raw in
+            String(unsafeUninitializedCapacity: 36) { out in
+                var j = 0
+                for (i, b) in raw.enumerated() {
+                    if i == 4 || i == 6 || i == 8 || i == 10 {
+                        out[j] = UInt8(ascii: "-")
+                        j += 1
+                    }
+                    out[j] = digits.utf8Start[Int(b >> 4)]
+                    out[j + 1] = digits.utf8Start[Int(b & 0x0f)]
+                    j += 2
+                }
+                return j
+            }
+        }
     }
 }

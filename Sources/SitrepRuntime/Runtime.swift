@@ -95,13 +95,17 @@ public struct APIRuntime: Sendable {
     public var validateResponses: Bool
     /// Conditional Access authentication context id that satisfies `x-mfa: required`.
     public var stepUpContext: String
+    /// Receives every 401, 403 and step-up challenge (audit); nil records nothing.
+    public var securityEvents: (any SecurityEventSink)?
     public var logger: Logger
 
     public init(
         authenticator: (any Authenticator)?, rateLimiter: (any RateLimiter)? = nil,
         idempotencyStore: (any IdempotencyStore)? = nil, maxBodyBytes: Int = 1 << 20,
-        validateResponses: Bool = false, stepUpContext: String = "c1", logger: Logger = Logger(label: "sitrep")
+        validateResponses: Bool = false, stepUpContext: String = "c1", securityEvents: (any SecurityEventSink)? = nil,
+        logger: Logger = Logger(label: "sitrep")
     ) {
+        self.securityEvents = securityEvents
         self.authenticator = authenticator
         self.rateLimiter = rateLimiter
         self.idempotencyStore = idempotencyStore
@@ -147,27 +151,39 @@ public struct APIRuntime: Sendable {
         var logger = context.logger
         logger[metadataKey: "operation"] = .string(op.id)
         do {
+            // 1. Authentication, roles, MFA step-up — for planned operations too, so what the
+            // contract declares about who may call holds before the operation exists.
+            var principal: Principal?
+            if !op.security.isEmpty {
+                func refuse(_ kind: SecurityEvent.Kind, _ problem: Problem, _ who: Principal?) async -> ProblemError {
+                    await securityEvents?.record(
+                        SecurityEvent(
+                            kind: kind, operationId: op.id, principal: who, reason: problem.detail ?? problem.title,
+                            requestId: requestId, clientAddress: context.clientAddress))
+                    return ProblemError(problem)
+                }
+                let p: Principal
+                do {
+                    p = try await authenticate(op, request: request)
+                } catch let e as ProblemError where e.problem.status == 401 {
+                    throw await refuse(.unauthenticated, e.problem, nil)
+                }
+                principal = p
+                logger[metadataKey: "principal"] = .string(p.id)
+                if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
+                    let problem = Problem(
+                        status: 403, code: "auth.forbidden", detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", ")).")
+                    throw await refuse(.forbidden, problem, p)
+                }
+                if op.mfa && !p.authContexts.contains(stepUpContext) {
+                    throw await refuse(.stepUpRequired, stepUp(), p)
+                }
+            }
             if op.planned {
                 throw ProblemError(
                     Problem(
                         status: 501, code: "not_implemented", title: "Not implemented",
                         detail: "\(op.id) is in the contract but not implemented yet (x-planned)."))
-            }
-            // 1. Authentication, roles, MFA step-up.
-            var principal: Principal?
-            if !op.security.isEmpty {
-                let p = try await authenticate(op, request: request)
-                principal = p
-                logger[metadataKey: "principal"] = .string(p.id)
-                if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
-                    throw ProblemError(
-                        Problem(
-                            status: 403, code: "auth.forbidden",
-                            detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", "))."))
-                }
-                if op.mfa && !p.authContexts.contains(stepUpContext) {
-                    throw ProblemError(stepUp())
-                }
             }
             // 2. Rate limit.
             if let policy = op.rateLimit, let limiter = rateLimiter {

@@ -59,3 +59,37 @@ public protocol Authenticator: Sendable {
 extension Authenticator {
     public func authenticate(sessionCookie: String) async throws -> Principal? { nil }
 }
+
+/// A refused access attempt — 401, 403 or a step-up challenge — for the audit log. Carries who
+/// (when known), what was attempted and why it was refused; never a token or a session id.
+public struct SecurityEvent: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case unauthenticated = "auth.unauthenticated"
+        case forbidden = "auth.forbidden"
+        case stepUpRequired = "auth.step_up_required"
+    }
+
+    public var kind: Kind
+    public var operationId: String
+    /// The caller when the credential was valid (403, step-up); nil for 401.
+    public var principal: Principal?
+    /// The reason given to the caller (already free of credential material).
+    public var reason: String
+    public var requestId: String
+    public var clientAddress: String?
+
+    public init(kind: Kind, operationId: String, principal: Principal?, reason: String, requestId: String, clientAddress: String?) {
+        self.kind = kind
+        self.operationId = operationId
+        self.principal = principal
+        self.reason = reason
+        self.requestId = requestId
+        self.clientAddress = clientAddress
+    }
+}
+
+/// Where the runtime reports refused access attempts (the audit log in `sitrep serve`). Called
+/// before the refusal is answered; it must not throw — a failure to record is logged by the sink.
+public protocol SecurityEventSink: Sendable {
+    func record(_ event: SecurityEvent) async
+}

@@ -58,7 +58,7 @@ struct Serve: AsyncParsableCommand {
         let runtime = APIRuntime(
             authenticator: authenticator, rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
             idempotencyStore: nil, maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
-            stepUpContext: config.stepUpContext, logger: logger)
+            stepUpContext: config.stepUpContext, securityEvents: SecurityAuditLog(db: postgres, logger: logger), logger: logger)
         do {
             try runtime.verify(operations: SitrepOperations.all)
         } catch {

@@ -76,7 +76,8 @@ struct SitrepHarness: Sendable {
                 ]
             let runtime = APIRuntime(
                 authenticator: auth, rateLimiter: RedisRateLimiter(redis: redis, policies: policies), maxBodyBytes: 1 << 20,
-                validateResponses: true, logger: TestDatabase.logger)
+                validateResponses: true, securityEvents: SecurityAuditLog(db: db.client, logger: TestDatabase.logger),
+                logger: TestDatabase.logger)
             let migrations = db.migrations
             let handlers = SitrepHandlers(
                 db: db.client, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL,
