@@ -934,3 +934,25 @@ struct Base64URLTests {
         #expect(Base64URL.decode("AA") == [0])
     }
 }
+
+@Suite("ids")
+struct IdTests {
+    @Test func uuidV7sAreUniqueTimeOrderedAndWellFormed() {
+        var seen = Set<UUID>()
+        var malformed = 0
+        var previous = ""
+        let start = Date()
+        for _ in 0..<100_000 {
+            let id = UUIDv7.make(at: start)
+            seen.insert(id)
+            let text = id.lowercasedString
+            let chars = Array(text)
+            // lowercase canonical form, version 7, RFC 9562 variant
+            if text != id.uuidString.lowercased() || chars[14] != "7" || !"89ab".contains(chars[19]) { malformed += 1 }
+            previous = text
+        }
+        #expect(seen.count == 100_000)
+        #expect(malformed == 0)
+        #expect(UUIDv7.make(at: start.addingTimeInterval(1)).lowercasedString > previous)
+    }
+}
