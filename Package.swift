@@ -102,10 +102,23 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // A local OpenID Connect provider (discovery, JWKS, authorize, token) for development and
+        // tests: the same code path as Azure AD, only the issuer URL differs.
+        .target(
+            name: "LocalIssuer",
+            dependencies: [
+                "Auth",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "Handlers",
             dependencies: [
-                "Generated", "SitrepRuntime", "Storage", "Redis",
+                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -115,7 +128,7 @@ let package = Package(
         .executableTarget(
             name: "sitrep",
             dependencies: [
-                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth",
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -152,9 +165,10 @@ let package = Package(
         .testTarget(
             name: "SitrepTests",
             dependencies: [
-                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth",
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -25,6 +25,8 @@ struct AccessTokenClaims: JWTPayload, Equatable {
     var iat: Double?
     var nbf: Double?
     var exp: Double?
+    /// ID tokens only: the value the sign-in request sent, echoed back (replay protection).
+    var nonce: String?
 
     init(
         iss: String? = nil, aud: [String]? = nil, tid: String? = nil, oid: String? = nil,
@@ -51,7 +53,7 @@ struct AccessTokenClaims: JWTPayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case iss, aud, tid, oid, sub, name, azp, appid, idtyp, scp, roles, acrs, ver, iat, nbf, exp
+        case iss, aud, tid, oid, sub, name, azp, appid, idtyp, scp, roles, acrs, ver, iat, nbf, exp, nonce
     }
 
     init(from decoder: any Decoder) throws {
@@ -72,6 +74,7 @@ struct AccessTokenClaims: JWTPayload, Equatable {
         iat = try c.decodeIfPresent(Double.self, forKey: .iat)
         nbf = try c.decodeIfPresent(Double.self, forKey: .nbf)
         exp = try c.decodeIfPresent(Double.self, forKey: .exp)
+        nonce = try c.decodeIfPresent(String.self, forKey: .nonce)
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -96,6 +99,7 @@ struct AccessTokenClaims: JWTPayload, Equatable {
         try c.encodeIfPresent(iat.map { Int64($0.rounded(.down)) }, forKey: .iat)
         try c.encodeIfPresent(nbf.map { Int64($0.rounded(.down)) }, forKey: .nbf)
         try c.encodeIfPresent(exp.map { Int64($0.rounded(.down)) }, forKey: .exp)
+        try c.encodeIfPresent(nonce, forKey: .nonce)
     }
 
     private static func decodeStrings(

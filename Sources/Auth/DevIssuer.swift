@@ -119,7 +119,8 @@ public enum DevIssuer {
         name: String?,
         mfa: Bool,
         app: Bool,
-        lifetime: Duration = .seconds(12 * 3600)
+        lifetime: Duration = .seconds(12 * 3600),
+        issuer: String = DevIssuer.issuer
     ) async throws -> String {
         let now = Date().timeIntervalSince1970.rounded(.down)
         let oid = objectId(forUser: user)

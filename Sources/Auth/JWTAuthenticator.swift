@@ -110,6 +110,30 @@ public actor JWTAuthenticator: Authenticator {
     }
 
     private func verify(_ rawToken: String) async throws -> (Principal, AccessTokenClaims) {
+        let claims = try await verifySignature(rawToken)
+        return (try principal(from: claims, now: Date()), claims)
+    }
+
+    /// Validates an OpenID Connect ID token from this issuer (Core §3.1.3.7): RS256 signature by
+    /// a trusted key, `iss` exact, `aud` containing `clientId`, `tid` when a tenant is configured,
+    /// `exp`/`nbf` with the skew, and `nonce` equal to the one the sign-in sent (when given).
+    /// Returns the token's `tid` and `oid`.
+    public func verifyIDToken(_ token: String, clientId: String, nonce: String?) async throws -> (tenantId: String, objectId: String) {
+        let claims = try await verifySignature(token)
+        guard claims.iss == configuration.issuer else { throw Self.fail("ID token issuer is not trusted") }
+        guard let aud = claims.aud, aud.contains(clientId) else { throw Self.fail("ID token audience does not match") }
+        if let tenant = configuration.tenantId, claims.tid != tenant { throw Self.fail("ID token tenant is not trusted") }
+        let skew = configuration.clockSkew.timeInterval
+        let now = Date().timeIntervalSince1970
+        guard let exp = claims.exp, now < exp + skew else { throw Self.fail("ID token expired") }
+        if let nbf = claims.nbf, now + skew < nbf { throw Self.fail("ID token is not yet valid") }
+        if let nonce, claims.nonce != nonce { throw Self.fail("ID token nonce does not match") }
+        guard let oid = claims.oid, !oid.isEmpty else { throw Self.fail("ID token has no object id (oid)") }
+        return (claims.tid ?? "", oid)
+    }
+
+    /// Header rules, key choice and the RS256 signature; the claims are not checked yet.
+    private func verifySignature(_ rawToken: String) async throws -> AccessTokenClaims {
         let token = rawToken.trimmingCharacters(in: .whitespaces)
         guard !token.isEmpty, token.utf8.count <= Self.maxTokenBytes else { throw Self.fail("token is malformed") }
         let header = try Self.decodeHeader(token)
@@ -139,7 +163,7 @@ public actor JWTAuthenticator: Authenticator {
         } catch {
             throw Self.fail("token is malformed")
         }
-        return (try principal(from: claims, now: Date()), claims)
+        return claims
     }
 
     /// Applies the claim rules to verified claims and builds the principal.

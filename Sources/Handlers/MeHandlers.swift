@@ -8,6 +8,6 @@ extension SitrepHandlers {
         return .ok(
             Me(
                 id: p.id, tenantId: p.tenantId, objectId: p.objectId, displayName: p.displayName, roles: roles,
-                mfa: p.authContexts.contains(stepUpContext), isApplication: p.isApplication))
+                mfa: p.authContexts.contains(stepUpContext), isApplication: p.isApplication, sessionExpiresAt: p.sessionExpiresAt))
     }
 }

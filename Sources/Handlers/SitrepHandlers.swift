@@ -14,12 +14,15 @@ public struct SitrepHandlers: SitrepAPI {
     let pendingMigrations: @Sendable () async throws -> [String]
     let stepUpContext: String
     let dashboardCache: DashboardCache
+    /// Browser sign-in and sessions; nil when the deployment has no OIDC client configured.
+    let sessions: BrowserSessions?
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
-        pendingMigrations: @escaping @Sendable () async throws -> [String]
+        sessions: BrowserSessions? = nil, pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
+        self.sessions = sessions
         self.db = db
         self.redis = redis
         self.stepUpContext = stepUpContext

@@ -66,6 +66,8 @@ public struct SitrepMiddleware: RouterMiddleware {
 
 extension HTTPField.Name {
     public static let xRequestID = HTTPField.Name("X-Request-ID")!
+    public static let sitrepCSRF = HTTPField.Name("X-Sitrep-CSRF")!
+    public static let secFetchSite = HTTPField.Name("Sec-Fetch-Site")!
 }
 
 extension Router where Context == SitrepRequestContext {

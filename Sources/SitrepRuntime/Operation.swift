@@ -111,6 +111,21 @@ public struct RequestParts: Sendable {
         return out
     }
 
+    /// The value of cookie `name` from the `Cookie` header(s) (RFC 6265 §5.4: `name=value` pairs
+    /// separated by `; `), first occurrence; nil when absent.
+    public func cookie(_ name: String) -> Substring? {
+        for field in headers[values: .cookie] {
+            for pair in field.split(separator: ";") {
+                let trimmed = pair.drop(while: { $0 == " " })
+                guard let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name else { continue }
+                var value = trimmed[trimmed.index(after: eq)...]
+                while value.last == " " { value = value.dropLast() }
+                return value
+            }
+        }
+        return nil
+    }
+
     public func header(_ name: String) -> Substring? {
         guard let n = HTTPField.Name(name), let v = headers[n] else { return nil }
         return Substring(v)

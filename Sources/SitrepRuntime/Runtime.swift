@@ -97,6 +97,8 @@ public struct APIRuntime: Sendable {
     public var stepUpContext: String
     /// Receives every 401, 403 and step-up challenge (audit); nil records nothing.
     public var securityEvents: (any SecurityEventSink)?
+    /// Origins (`scheme://host[:port]`) whose pages may send cookie-authenticated writes.
+    public var allowedOrigins: Set<String> = []
     public var logger: Logger
 
     public init(
@@ -167,6 +169,10 @@ public struct APIRuntime: Sendable {
                     p = try await authenticate(op, request: request)
                 } catch let e as ProblemError where e.problem.status == 401 {
                     throw await refuse(.unauthenticated, e.problem, nil)
+                }
+                if p.scheme == "sessionCookie", let reason = csrfRefusal(request) {
+                    let problem = Problem(status: 403, code: "auth.csrf_rejected", title: "Cross-site request refused", detail: reason)
+                    throw await refuse(.csrfRejected, problem, p)
                 }
                 principal = p
                 logger[metadataKey: "principal"] = .string(p.id)
@@ -314,6 +320,26 @@ public struct APIRuntime: Sendable {
             throw ProblemError(unauthorized(error: "invalid_token", description: "The session is not valid; sign in again."))
         }
         throw ProblemError(unauthorized(error: nil, description: "Authentication is required: send a bearer token or a session cookie."))
+    }
+
+    /// Why a cookie-authenticated request looks cross-site, or nil. Safe methods never change
+    /// state, so only writes are checked: the custom header (a cross-site form cannot send one
+    /// without a CORS preflight), `Sec-Fetch-Site`, and `Origin` against the allowlist.
+    func csrfRefusal(_ request: Request) -> String? {
+        switch request.method {
+        case .get, .head, .options: return nil
+        default: break
+        }
+        if request.headers[.secFetchSite]?.lowercased() == "cross-site" {
+            return "A cross-site page cannot write with this session."
+        }
+        if let origin = request.headers[.origin], !allowedOrigins.contains(origin) {
+            return "Origin \(origin) may not write with this session."
+        }
+        guard request.headers[.sitrepCSRF] == "1" else {
+            return "Cookie-authenticated writes need the header X-Sitrep-CSRF: 1."
+        }
+        return nil
     }
 
     private func unauthorized(error: String?, description: String) -> Problem {

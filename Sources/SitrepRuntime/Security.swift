@@ -15,6 +15,11 @@ public struct Principal: Sendable, Hashable {
     public var isApplication: Bool
     /// Which security scheme of the spec authenticated the call (`bearerAuth`, `sessionCookie`).
     public var scheme: String
+    /// With a cookie session: when it ends unless used (the earlier of idle and absolute expiry).
+    public var sessionExpiresAt: Date?
+    /// With a cookie session: the session's storage key (a SHA-256 of the cookie value, never
+    /// the value itself), so sign-out and refresh can find it.
+    public var sessionKey: String?
 
     public init(
         id: String, tenantId: String, objectId: String, displayName: String? = nil,
@@ -29,6 +34,8 @@ public struct Principal: Sendable, Hashable {
         self.authContexts = authContexts
         self.isApplication = isApplication
         self.scheme = scheme
+        self.sessionExpiresAt = nil
+        self.sessionKey = nil
     }
 }
 
@@ -67,6 +74,7 @@ public struct SecurityEvent: Sendable, Equatable {
         case unauthenticated = "auth.unauthenticated"
         case forbidden = "auth.forbidden"
         case stepUpRequired = "auth.step_up_required"
+        case csrfRejected = "auth.csrf_rejected"
     }
 
     public var kind: Kind

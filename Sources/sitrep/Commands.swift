@@ -2,6 +2,7 @@ import ArgumentParser
 import Auth
 import Foundation
 import Handlers
+import LocalIssuer
 import Logging
 import PostgresNIO
 import Storage
@@ -88,8 +89,39 @@ struct DevToken: AsyncParsableCommand {
         let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
         let token = try await DevIssuer.token(
             privateKeyPEM: pem, roles: roles.isEmpty ? ["Sitrep.Viewer"] : roles, user: user, name: name, mfa: mfa, app: app,
-            lifetime: .seconds(hours * 3600))
+            lifetime: .seconds(hours * 3600), issuer: config.oidcIssuer ?? DevIssuer.issuer)
         print(token)
+    }
+}
+
+/// The local OpenID Connect provider (discovery, JWKS, authorize, token) for development: the
+/// same sign-in code path as Azure AD, only the issuer URL differs. Refused in production.
+struct DevIssuerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-issuer",
+        abstract: "Run the local OpenID Connect provider for development (refused in production).",
+        discussion: """
+            Signs users in at once (no password): viewer, admin, exec, exec2 — pick one with \
+            /v1/auth/login?loginHint=<user>. Signs with the development key, so `sitrep dev-token` \
+            tokens validate too when SITREP_OIDC_ISSUER names this issuer.
+            """)
+
+    @Option(help: "Port on 127.0.0.1 to listen on.")
+    var port = 8081
+
+    func run() async throws {
+        let config = loadConfiguration(needsServices: false)
+        bootstrapLogging(config)
+        guard config.environment != .production, let keyPath = config.devIssuerKeyPath else {
+            die("dev-issuer is refused in production")
+        }
+        let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
+        let issuer = try await LocalIssuer.start(LocalIssuerConfiguration(privateKeyPEM: pem), port: port, logger: Logger(label: "dev-issuer"))
+        FileHandle.standardOutput.write(Data((issuer.issuer + "\n").utf8))  // unbuffered: Tools/run waits for this line
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(3600))
+        }
+        await issuer.stop()
     }
 }
 

@@ -24,6 +24,13 @@ struct Configuration: Sendable {
     var validateResponses: Bool
     var databasePoolSize: Int
     var dashboardTTLMilliseconds: Int
+    var oidcClientId: String?
+    var oidcClientSecret: String?
+    var oidcScope: String?
+    var publicURL: String?
+    var allowedOrigins: [String]
+    var sessionIdleMinutes: Int
+    var sessionAbsoluteHours: Int
 
     struct RateLimitPolicy: Sendable, Equatable {
         var limit: Int
@@ -55,6 +62,16 @@ struct Configuration: Sendable {
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
         ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
         ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
+        (
+            "SITREP_OIDC_CLIENT_ID", "(none: no browser sign-in)",
+            "the backend-for-frontend's client id at the issuer; enables /v1/auth/* cookie sessions"
+        ),
+        ("SITREP_OIDC_CLIENT_SECRET", "(none)", "its client secret, when the issuer requires one (confidential client)"),
+        ("SITREP_OIDC_SCOPE", "openid profile offline_access <audience>/access_as_user", "scopes asked for at sign-in"),
+        ("SITREP_PUBLIC_URL", "(required with a client id)", "public base URL behind the proxy; the callback is <url>/v1/auth/callback"),
+        ("SITREP_ALLOWED_ORIGINS", "the public URL's origin", "comma-separated origins allowed to write with a session cookie"),
+        ("SITREP_SESSION_IDLE_MINUTES", "15", "a browser session unused this long ends"),
+        ("SITREP_SESSION_ABSOLUTE_HOURS", "8", "a browser session ends this long after sign-in"),
     ]
 
     static func load(_ env: [String: String] = ProcessInfo.processInfo.environment, needsServices: Bool = true) throws(Errors) -> Configuration {
@@ -127,6 +144,27 @@ struct Configuration: Sendable {
             default: errors.append("SITREP_VALIDATE_RESPONSES=\(raw) is not valid: expected true or false")
             }
         }
+        let clientId = value("SITREP_OIDC_CLIENT_ID")
+        let publicURL = value("SITREP_PUBLIC_URL").map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        var allowedOrigins: [String] = []
+        if let publicURL {
+            if let u = URL(string: publicURL), let scheme = u.scheme, let host = u.host, u.path.isEmpty {
+                allowedOrigins.append("\(scheme)://\(host)" + (u.port.map { ":\($0)" } ?? ""))
+                if environment == .production && scheme != "https" {
+                    errors.append("SITREP_PUBLIC_URL=\(publicURL) is not valid: production needs https")
+                }
+            } else {
+                errors.append("SITREP_PUBLIC_URL=\(publicURL) is not valid: expected scheme://host[:port] with no path")
+            }
+        } else if clientId != nil {
+            errors.append("SITREP_PUBLIC_URL is missing: browser sign-in (SITREP_OIDC_CLIENT_ID) needs the public base URL for its callback")
+        }
+        if let raw = value("SITREP_ALLOWED_ORIGINS") {
+            allowedOrigins = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        if clientId != nil && issuer == nil && environment == .production {
+            errors.append("SITREP_OIDC_CLIENT_ID is set without SITREP_OIDC_ISSUER")
+        }
         let config = Configuration(
             environment: environment, host: value("SITREP_HOST") ?? "0.0.0.0", port: port, databaseURL: databaseURL,
             redisURL: redisURL, dataDirectory: dataDirectory, migrationsDirectory: value("SITREP_MIGRATIONS_DIR") ?? "migrations",
@@ -136,7 +174,10 @@ struct Configuration: Sendable {
             maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)), rateLimits: limits,
             stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
             databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500),
-            dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000))
+            dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000), oidcClientId: clientId,
+            oidcClientSecret: value("SITREP_OIDC_CLIENT_SECRET"), oidcScope: value("SITREP_OIDC_SCOPE"), publicURL: publicURL,
+            allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
+            sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168))
         if !errors.isEmpty { throw Errors(lines: errors) }
         return config
     }

@@ -54,11 +54,32 @@ struct Serve: AsyncParsableCommand {
             die("cannot set up token validation: \(error)")
         }
 
+        // Browser sessions (backend-for-frontend) when a client id is configured.
+        var sessions: BrowserSessions?
+        if let clientId = config.oidcClientId, let publicURL = config.publicURL {
+            let issuer = await authenticator.configuration.issuer
+            do {
+                let oidc = try await OIDCClient.discover(
+                    issuer: issuer, clientId: clientId, clientSecret: config.oidcClientSecret, httpClient: httpClient, logger: logger)
+                var settings = SessionSettings(
+                    redirectURI: publicURL + "/v1/auth/callback",
+                    scope: config.oidcScope ?? "openid profile offline_access \(authenticator.configuration.audience)/access_as_user")
+                settings.idle = .seconds(config.sessionIdleMinutes * 60)
+                settings.absolute = .seconds(config.sessionAbsoluteHours * 3600)
+                sessions = BrowserSessions(redis: redis, oidc: oidc, verifier: authenticator, settings: settings, db: postgres, logger: logger)
+            } catch {
+                try? await httpClient.shutdown()
+                die("cannot set up browser sign-in: \(error)")
+            }
+        }
+
         let policies = config.rateLimits.mapValues { RedisRateLimiter.Policy(limit: $0.limit, windowSeconds: $0.windowSeconds) }
-        let runtime = APIRuntime(
-            authenticator: authenticator, rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
+        var runtime = APIRuntime(
+            authenticator: SitrepAuthenticator(bearer: authenticator, sessions: sessions),
+            rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
             idempotencyStore: nil, maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
             stepUpContext: config.stepUpContext, securityEvents: SecurityAuditLog(db: postgres, logger: logger), logger: logger)
+        runtime.allowedOrigins = Set(config.allowedOrigins)
         do {
             try runtime.verify(operations: SitrepOperations.all)
         } catch {
@@ -66,7 +87,7 @@ struct Serve: AsyncParsableCommand {
         }
         let handlers = SitrepHandlers(
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
-            dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds),
+            dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions,
             pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))

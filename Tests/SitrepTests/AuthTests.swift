@@ -648,6 +648,36 @@ struct RemoteJWKSTests {
         await AuthFixtures.expectRefused(k3Token, "token signing key is not trusted", by: auth)
     }
 
+    @Test func aFloodOfUnknownKidsCausesAtMostOneRefresh() async throws {
+        let local = try await AuthTestIssuer.start(publicKeys: ["k1": AuthFixtures.primaryPublicKey])
+        let auth = try await JWTAuthenticator(
+            configuration: local.configuration, httpClient: HTTPClient.shared, logger: AuthFixtures.quietLogger)
+        #expect(await local.state.jwksRequests == 1)
+        var forged: [String] = []
+        for i in 0..<40 { forged.append(try await AuthFixtures.sign(AuthFixtures.claims(issuer: local.issuer), kid: "attacker-\(i)")) }
+        let tokens = forged
+        await withTaskGroup(of: Void.self) { group in
+            for token in tokens {
+                group.addTask { await AuthFixtures.expectRefused(token, "token signing key is not trusted", by: auth) }
+            }
+        }
+        #expect(await local.state.jwksRequests == 2, "one synchronous refresh for the whole flood")
+        await local.stop()
+    }
+
+    @Test func aValidTokenFromASecondIssuerIsRefused() async throws {
+        // Another provider, its own key, even the same kid as ours: neither the key nor the issuer is trusted.
+        let auth = try await AuthFixtures.localAuthenticator()
+        let other = try await AuthFixtures.sign(
+            AuthFixtures.claims(issuer: "https://login.example.org/other-tenant/v2.0"), kid: DevIssuer.keyId,
+            privateKey: AuthFixtures.secondPrivateKey)
+        await AuthFixtures.expectRefused(other, "token signature is invalid", by: auth)
+        let otherKid = try await AuthFixtures.sign(
+            AuthFixtures.claims(issuer: "https://login.example.org/other-tenant/v2.0"), kid: "other-kid",
+            privateKey: AuthFixtures.secondPrivateKey)
+        await AuthFixtures.expectRefused(otherKid, "token signing key is not trusted", by: auth)
+    }
+
     @Test func withdrawnKeyStopsBeingTrusted() async throws {
         let local = try await AuthTestIssuer.start(
             publicKeys: ["k1": AuthFixtures.primaryPublicKey, "k2": AuthFixtures.secondPublicKey])

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Auth
 import Foundation
 import Generated
@@ -5,6 +6,7 @@ import HTTPTypes
 import Handlers
 import Hummingbird
 import HummingbirdTesting
+import LocalIssuer
 import Logging
 import NIOCore
 import PostgresNIO
@@ -40,6 +42,9 @@ struct SitrepHarness: Sendable {
         var description: String { "SITREP_TEST_REDIS_URL is not set; run the tests through Tools/test" }
     }
 
+    /// The origin the tests pretend the frontend is served from.
+    static let publicURL = "https://sitrep.test"
+
     static let keyPath = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-harness-dev-key.pem").path
 
     static func makeTokens() async throws -> Tokens {
@@ -56,7 +61,7 @@ struct SitrepHarness: Sendable {
     /// Runs `body` against a fresh database and the shared test Redis.
     static func with(
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
-        dashboardTTL: Duration = .zero,
+        dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
@@ -66,21 +71,37 @@ struct SitrepHarness: Sendable {
             rc.commandTimeout = .seconds(2)
             let redis = RedisClient(configuration: rc, logger: TestDatabase.logger)
             let pem = try DevIssuer.loadOrCreatePrivateKey(at: keyPath)
-            let auth = try await JWTAuthenticator(
-                configuration: DevIssuer.configuration,
-                publicKeysPEM: [DevIssuer.keyId: try DevIssuer.publicKeyPEM(fromPrivateKeyPEM: pem)], logger: TestDatabase.logger)
+            let auth: JWTAuthenticator
+            var sessions: BrowserSessions?
+            if let issuer {
+                // The same code path as Azure AD: discovery, JWKS and the token endpoint over HTTP.
+                auth = try await JWTAuthenticator(configuration: issuer.authConfiguration, httpClient: HTTPClient.shared, logger: TestDatabase.logger)
+                let oidc = try await OIDCClient.discover(
+                    issuer: issuer.issuer, clientId: issuer.configuration.clientId, clientSecret: issuer.configuration.clientSecret,
+                    httpClient: HTTPClient.shared, logger: TestDatabase.logger)
+                var settings = SessionSettings(
+                    redirectURI: Self.publicURL + "/v1/auth/callback", scope: "openid profile offline_access api://sitrep/access_as_user")
+                settings.idle = sessionIdle
+                sessions = BrowserSessions(redis: redis, oidc: oidc, verifier: auth, settings: settings, db: db.client, logger: TestDatabase.logger)
+            } else {
+                auth = try await JWTAuthenticator(
+                    configuration: DevIssuer.configuration,
+                    publicKeysPEM: [DevIssuer.keyId: try DevIssuer.publicKeyPEM(fromPrivateKeyPEM: pem)], logger: TestDatabase.logger)
+            }
             let policies =
                 rateLimits ?? [
                     "writes": .init(limit: 10_000, windowSeconds: 60), "ingest": .init(limit: 10_000, windowSeconds: 60),
                     "auth": .init(limit: 10_000, windowSeconds: 60), "webhook": .init(limit: 10_000, windowSeconds: 60),
                 ]
-            let runtime = APIRuntime(
-                authenticator: auth, rateLimiter: RedisRateLimiter(redis: redis, policies: policies), maxBodyBytes: 1 << 20,
+            var runtime = APIRuntime(
+                authenticator: SitrepAuthenticator(bearer: auth, sessions: sessions), rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
+                maxBodyBytes: 1 << 20,
                 validateResponses: true, securityEvents: SecurityAuditLog(db: db.client, logger: TestDatabase.logger),
                 logger: TestDatabase.logger)
+            runtime.allowedOrigins = [Self.publicURL]
             let migrations = db.migrations
             let handlers = SitrepHandlers(
-                db: db.client, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL,
+                db: db.client, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions,
                 pendingMigrations: {
                     try await Migrator(client: db.client, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })

@@ -317,7 +317,9 @@ public struct Checker {
                 }
                 switch p.location {
                 case .cookie:
-                    fail(pp, "cookie parameters are not supported (use a security scheme)")
+                    // Cookies the API reads as input (the sign-in binding cookie); the session
+                    // cookie itself is a security scheme, never a parameter.
+                    hasQueryOrHeader = true
                 case .querystring:
                     fail(pp, "querystring parameters are not supported")
                 case .path:

@@ -89,7 +89,7 @@ public struct TagModel: Equatable, Sendable {
 }
 
 public enum ParameterLocationIR: String, Equatable, Sendable {
-    case path, query, header
+    case path, query, header, cookie
 }
 
 public struct ParameterIR: Equatable, Sendable {

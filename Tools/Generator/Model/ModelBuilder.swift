@@ -68,6 +68,7 @@ public enum ModelBuilder {
                     switch p.location {
                     case .path: .path
                     case .header: .header
+                    case .cookie: .cookie
                     default: .query
                     }
                 params.append(

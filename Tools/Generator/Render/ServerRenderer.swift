@@ -274,12 +274,16 @@ public enum ServerRenderer {
         if !otherParams.isEmpty {
             body.line("var ok = true")
             for p in otherParams {
-                let ptr = SwiftLiteral.string("/\(p.location == .query ? "query" : "header")/" + p.name)
+                let ptr = SwiftLiteral.string("/\(p.location.rawValue)/" + p.name)
                 let raw: String
                 if case .array = p.type {
                     raw = "parts.queryValues(\(SwiftLiteral.string(p.name)))"
                 } else {
-                    raw = p.location == .query ? "parts.queryValue(\(SwiftLiteral.string(p.name)))" : "parts.header(\(SwiftLiteral.string(p.name)))"
+                    switch p.location {
+                    case .query: raw = "parts.queryValue(\(SwiftLiteral.string(p.name)))"
+                    case .cookie: raw = "parts.cookie(\(SwiftLiteral.string(p.name)))"
+                    case .header, .path: raw = "parts.header(\(SwiftLiteral.string(p.name)))"
+                    }
                 }
                 let f = TypeRendering.paramDecode(p.type, raw: raw, p: ptr, ruleBase: "rule_\(p.swiftName)", rules: &rules)
                 if p.required {
