@@ -28,7 +28,7 @@ struct CommandLineTests {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
-    @Test(arguments: [[], ["serve"], ["migrate"], ["seed-demo"], ["dev-token"]])
+    @Test(arguments: [[], ["serve"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"]])
     func everyCommandHasHelp(command: [String]) async throws {
         let (status, out, _) = try await run(command + ["--help"], env: [:])
         #expect(status == 0)
@@ -64,5 +64,26 @@ struct CommandLineTests {
             ["dev-token"], env: ["SITREP_ENV": "production", "SITREP_OIDC_ISSUER": "https://login.example/v2.0", "SITREP_OIDC_AUDIENCE": "api://x"])
         #expect(tokenStatus != 0)
         #expect(tokenErr.contains("dev-token is refused in production"))
+        let (issuerStatus, issuerOut, issuerErr) = try await run(
+            ["dev-issuer", "--port", "0"],
+            env: ["SITREP_ENV": "production", "SITREP_OIDC_ISSUER": "https://login.example/v2.0", "SITREP_OIDC_AUDIENCE": "api://x"])
+        #expect(issuerStatus != 0)
+        #expect(issuerOut.isEmpty)
+        #expect(issuerErr.contains("dev-issuer is refused in production"))
+    }
+
+    @Test func browserSignInNeedsThePublicURL() async throws {
+        let (status, _, err) = try await run(
+            ["serve"],
+            env: [
+                "SITREP_DATABASE_URL": "postgres://u@db/sitrep", "SITREP_REDIS_URL": "redis://cache:6379",
+                "SITREP_OIDC_CLIENT_ID": "client", "SITREP_SESSION_IDLE_MINUTES": "0",
+            ])
+        #expect(status == 2)
+        #expect(
+            err.split(separator: "\n").map(String.init) == [
+                "sitrep: SITREP_PUBLIC_URL is missing: browser sign-in (SITREP_OIDC_CLIENT_ID) needs the public base URL for its callback",
+                "sitrep: SITREP_SESSION_IDLE_MINUTES=0 is not valid: expected an integer in 1...1440",
+            ])
     }
 }
