@@ -88,42 +88,67 @@ extension SitrepHandlers {
         }
         if !errors.isEmpty { return .unprocessableContent(.validation(errors)) }
 
+        // One statement for the whole batch: the items as a JSON array (the generated encoder's
+        // bytes, which are also what the content hash covers), ids and hashes as parallel arrays.
+        var document: [UInt8] = [UInt8(ascii: "[")]
+        var ids: [UUID] = []
+        var hashes: [String] = []
+        ids.reserveCapacity(items.count)
+        hashes.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            let bytes = item.jsonBytes()
+            if i > 0 { document.append(UInt8(ascii: ",")) }
+            document.append(contentsOf: bytes)
+            ids.append(UUIDv7.make())
+            hashes.append(SHA256.hash(data: bytes).hexString)
+        }
+        document.append(UInt8(ascii: "]"))
+        let batch = String(decoding: document, as: UTF8.self)
         let results: [SignalIngestItem] = try await database {
             try await db.withTransaction(logger: context.logger) { conn in
-                var out: [SignalIngestItem] = []
-                out.reserveCapacity(items.count)
-                for item in items {
-                    let hash = Self.contentHash(item)
-                    let id = UUIDv7.make()
-                    let tags = item.tags ?? []
-                    let inserted = try await conn.query(
-                        """
+                var out = [SignalIngestItem?](repeating: nil, count: items.count)
+                let rows = try await conn.query(
+                    """
+                    WITH input AS (
+                        SELECT e.ord, k.id, k.hash, e.doc
+                        FROM jsonb_array_elements(\(batch)::jsonb) WITH ORDINALITY AS e(doc, ord)
+                        JOIN unnest(\(ids)::uuid[], \(hashes)::text[]) WITH ORDINALITY AS k(id, hash, ord) USING (ord)
+                    ), inserted AS (
                         INSERT INTO signals (id, source, source_id, title, summary, source_url, category, severity, confidence,
                                              model_version, tags, region, published_at, content_hash)
-                        VALUES (\(id), \(item.source), \(item.sourceId), \(item.title), \(item.summary), \(item.sourceUrl),
-                                \(item.category.rawValue), \(item.severity.rawValue), \(item.confidence), \(item.modelVersion),
-                                \(tags), \(item.region), \(item.publishedAt), \(hash))
+                        SELECT id, doc->>'source', doc->>'sourceId', doc->>'title', doc->>'summary', doc->>'sourceUrl',
+                               doc->>'category', doc->>'severity', (doc->>'confidence')::float8, doc->>'modelVersion',
+                               ARRAY(SELECT jsonb_array_elements_text(coalesce(doc->'tags', '[]'::jsonb))), doc->>'region',
+                               (doc->>'publishedAt')::timestamptz, hash
+                        FROM input ORDER BY ord
                         ON CONFLICT (source, source_id) DO NOTHING
                         RETURNING id
-                        """, logger: context.logger)
-                    var newId: UUID?
-                    for try await row in inserted.decode(UUID.self) { newId = row }
-                    if let newId {
-                        out.append(SignalIngestItem(sourceId: item.sourceId, source: item.source, id: newId, outcome: .created))
-                        continue
-                    }
+                    )
+                    SELECT i.ord::int8, coalesce(ins.id, s.id), ins.id IS NOT NULL, coalesce(s.content_hash = i.hash, false)
+                    FROM input i
+                    LEFT JOIN inserted ins ON ins.id = i.id
+                    LEFT JOIN signals s ON ins.id IS NULL AND s.source = i.doc->>'source' AND s.source_id = i.doc->>'sourceId'
+                    ORDER BY i.ord
+                    """, logger: context.logger)
+                for try await (ord, id, created, same) in rows.decode((Int, UUID?, Bool, Bool).self) {
+                    let item = items[ord - 1]
+                    guard let id else { continue }  // inserted by a concurrent batch after this statement's snapshot
+                    out[ord - 1] = SignalIngestItem(
+                        sourceId: item.sourceId, source: item.source, id: id, outcome: created ? .created : same ? .unchanged : .conflict)
+                }
+                // Rows a concurrent batch committed while this one waited on them: read them now.
+                for (i, item) in items.enumerated() where out[i] == nil {
                     let existing = try await conn.query(
                         "SELECT id, content_hash FROM signals WHERE source = \(item.source) AND source_id = \(item.sourceId)",
                         logger: context.logger)
                     for try await (existingId, existingHash) in existing.decode((UUID, String).self) {
-                        out.append(
-                            SignalIngestItem(
-                                sourceId: item.sourceId, source: item.source, id: existingId,
-                                outcome: existingHash == hash ? .unchanged : .conflict))
+                        out[i] = SignalIngestItem(
+                            sourceId: item.sourceId, source: item.source, id: existingId, outcome: existingHash == hashes[i] ? .unchanged : .conflict)
                     }
                 }
-                let created = out.filter { $0.outcome == .created }.count
-                let conflicts = out.filter { $0.outcome == .conflict }.count
+                let done = out.compactMap { $0 }
+                let created = done.filter { $0.outcome == .created }.count
+                let conflicts = done.filter { $0.outcome == .conflict }.count
                 if created > 0 || conflicts > 0 {
                     try await appendAudit(
                         context.audit(
@@ -131,7 +156,7 @@ extension SitrepHandlers {
                             details: ["received": .int(Int64(items.count)), "created": .int(Int64(created)), "conflicts": .int(Int64(conflicts))]),
                         on: conn, logger: context.logger)
                 }
-                return out
+                return done
             }
         }
         return .ok(

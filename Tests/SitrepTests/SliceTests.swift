@@ -64,6 +64,43 @@ struct SliceTests {
         }
     }
 
+    @Test func aMixedBatchAndRacingBatchesConvergeOnOneRowPerKey() async throws {
+        try await SitrepHarness.with { client, h in
+            let seed = [signalJSON(sourceId: "M1"), signalJSON(sourceId: "M2")]
+            _ = try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(seed)))
+            // New, unchanged and conflicting items in one batch keep their order and outcomes.
+            let mixed = [
+                signalJSON(sourceId: "M3"), signalJSON(sourceId: "M1"), signalJSON(sourceId: "M2", title: "Changed"), signalJSON(sourceId: "M4"),
+            ]
+            let r = try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(mixed)))
+            let result = try r.decode(SignalIngestResult.self)
+            #expect(result.results.map(\.sourceId) == ["M3", "M1", "M2", "M4"])
+            #expect(result.results.map(\.outcome) == [.created, .unchanged, .conflict, .created])
+            #expect(result.received == 4 && result.created == 2 && result.unchanged == 1 && result.conflicts == 1)
+
+            // Eight identical batches at once: every key stored once, every answer names the same ids.
+            let race = batch((0..<20).map { signalJSON(sourceId: "R\($0)") })
+            let token = h.tokens.ingest
+            let answers = try await withThrowingTaskGroup(of: SignalIngestResult.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(token, json: true), body: buffer(race))
+                            .decode(SignalIngestResult.self)
+                    }
+                }
+                var all: [SignalIngestResult] = []
+                for try await a in group { all.append(a) }
+                return all
+            }
+            #expect(answers.map(\.created).reduce(0, +) == 20)
+            #expect(answers.allSatisfy { $0.results.count == 20 && $0.conflicts == 0 })
+            #expect(Set(answers.map { $0.results.map(\.id) }).count == 1)
+            let count = try await h.db.client.query("SELECT count(*)::int8 FROM signals WHERE source_id LIKE 'R%'")
+            for try await n in count.decode(Int64.self) { #expect(n == 20) }
+        }
+    }
+
     @Test func onlyTheIngestRoleMayPush() async throws {
         try await SitrepHarness.with { client, h in
             try await client.execute(
