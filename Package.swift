@@ -102,6 +102,18 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // Pango + Cairo from Debian, for PDF export with Arabic and English text shaped correctly.
+        .systemLibrary(
+            name: "CPangoCairo",
+            path: "Sources/CPangoCairo",
+            pkgConfig: "pangocairo",
+            providers: [.apt(["libpango1.0-dev", "libcairo2-dev"])]
+        ),
+        // Renders an approved briefing as a PDF (bilingual, page numbers, content hash).
+        .target(
+            name: "BriefingPDF",
+            dependencies: ["CPangoCairo"]
+        ),
         // A local OpenID Connect provider (discovery, JWKS, authorize, token) for development and
         // tests: the same code path as Azure AD, only the issuer URL differs.
         .target(
@@ -165,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "SitrepTests",
             dependencies: [
-                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer",
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "BriefingPDF",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -143,13 +143,51 @@ public enum DemoData {
                         """, logger: logger)
                 }
             }
-            // A draft briefing for today.
-            try await conn.query(
+            // A draft briefing for today, bilingual, with its first revision.
+            let today = CalendarDate(WireFormat.formatDateTime(now).prefix(10).description) ?? CalendarDate(year: 2026, month: 1, day: 1)!
+            let sections = [
+                BriefingSection(
+                    heading: "Economy", headingAr: "الاقتصاد",
+                    body: "Brent rose 4.1% to $86.40 after two carriers paused Red Sea transits. "
+                        + "Expect higher freight and insurance costs for imports.",
+                    bodyAr: "ارتفع خام برنت بنسبة 4.1% إلى 86.40 دولارًا بعد تعليق شركتين للشحن عبورهما في البحر الأحمر. "
+                        + "يُتوقع ارتفاع تكاليف الشحن والتأمين للواردات.",
+                    signalIds: []),
+                BriefingSection(
+                    heading: "Cyber security", headingAr: "الأمن السيبراني",
+                    body: "The national CERT reports a phishing campaign using look-alike domains of the government payment portal.",
+                    bodyAr: "أبلغ الفريق الوطني للاستجابة لطوارئ الحاسب الآلي عن حملة تصيّد تستخدم نطاقات مشابهة لبوابة الدفع الحكومية.",
+                    signalIds: []),
+            ]
+            let title = "Daily Leadership Briefing — \(today)"
+            let titleAr = "الإحاطة اليومية للقيادة — \(today)"
+            let summary = "Red Sea shipping disruption lifts oil prices; an active phishing campaign targets the payment portal."
+            let summaryAr = "اضطراب الملاحة في البحر الأحمر يرفع أسعار النفط؛ حملة تصيّد نشطة تستهدف بوابة الدفع."
+            let hash = SitrepHandlers.briefingContentHash(
+                title: title, titleAr: titleAr, briefingDate: today, summary: summary, summaryAr: summaryAr, sections: sections)
+            let sectionsJSON = String(decoding: sections.jsonBytes(capacity: 4096), as: UTF8.self)
+            let briefingId = UUIDv7.make(at: now)
+            let inserted = try await conn.query(
                 """
-                INSERT INTO briefings (id, title, briefing_date, status, created_at, updated_at, version)
-                SELECT \(UUIDv7.make(at: now)), 'Daily leadership briefing', current_date, 'draft', \(now), \(now), 1
-                WHERE NOT EXISTS (SELECT 1 FROM briefings WHERE briefing_date = current_date)
+                INSERT INTO briefings (id, title, title_ar, briefing_date, status, summary, summary_ar, sections, model_version, revision,
+                                       content_hash, created_by, created_by_id, created_at, updated_at, version)
+                SELECT \(briefingId), \(title), \(titleAr), \(today.description)::date, 'draft', \(summary), \(summaryAr),
+                       \(sectionsJSON)::jsonb, 'sitrep-briefing-writer-demo', 1, \(hash), 'Sitrep Briefing Writer', 'app:demo-briefing-writer',
+                       \(now), \(now), 1
+                WHERE NOT EXISTS (SELECT 1 FROM briefings WHERE briefing_date = \(today.description)::date)
+                RETURNING id
                 """, logger: logger)
+            var newBriefing = false
+            for try await _ in inserted { newBriefing = true }
+            if newBriefing {
+                try await conn.query(
+                    """
+                    INSERT INTO briefing_revisions (briefing_id, revision, title, title_ar, summary, summary_ar, sections, content_hash,
+                                                    created_by, created_by_id, created_at)
+                    VALUES (\(briefingId), 1, \(title), \(titleAr), \(summary), \(summaryAr), \(sectionsJSON)::jsonb, \(hash),
+                            'Sitrep Briefing Writer', 'app:demo-briefing-writer', \(now))
+                    """, logger: logger)
+            }
             // Actions with owners and due dates.
             let actions: [(String, String, String, Double, String)] = [
                 ("Brief the minister on Red Sea shipping exposure", "omar.haddad", "high", 1, "open"),

@@ -193,11 +193,11 @@ struct RouterTests {
 
     @Test func plannedOperationIs501() async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/v1/briefings", method: .get, headers: Self.h()) { r in
+            try await client.execute(uri: "/v1/actions", method: .get, headers: Self.h()) { r in
                 #expect(r.status == .notImplemented)
                 #expect(
                     String(buffer: r.body)
-                        == #"{"type":"/problems/not_implemented","title":"Not implemented","status":501,"detail":"listBriefings is in the contract but not implemented yet (x-planned).","instance":"/v1/briefings","code":"not_implemented","requestId":"req-1"}"#
+                        == #"{"type":"/problems/not_implemented","title":"Not implemented","status":501,"detail":"listActions is in the contract but not implemented yet (x-planned).","instance":"/v1/actions","code":"not_implemented","requestId":"req-1"}"#
                 )
             }
         }

@@ -329,9 +329,10 @@ struct SliceTests {
             }
             try await h.db.client.query(
                 """
-                INSERT INTO briefings (id, title, briefing_date, status) VALUES
-                  ('0195793d-10c0-7b9a-a4ed-db491c101701', 'Draft today', current_date, 'draft'),
-                  ('0195793d-10c0-7b9a-a4ed-db491c101702', 'Approved yesterday', current_date - 1, 'approved')
+                INSERT INTO briefings (id, title, briefing_date, status, submitted_by_id, submitted_at, approved_by_id, approved_at)
+                VALUES
+                  ('0195793d-10c0-7b9a-a4ed-db491c101701', 'Draft today', current_date, 'draft', NULL, NULL, NULL, NULL),
+                  ('0195793d-10c0-7b9a-a4ed-db491c101702', 'Approved yesterday', current_date - 1, 'approved', 'admin', now(), 'exec', now())
                 """)
             try await h.db.client.query(
                 """
