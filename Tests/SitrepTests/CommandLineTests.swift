@@ -1,4 +1,6 @@
 import Foundation
+import PostgresNIO
+import Storage
 import Testing
 
 /// The `sitrep` executable's operator-facing behaviour: help on every command, and a bad
@@ -28,7 +30,7 @@ struct CommandLineTests {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
-    @Test(arguments: [[], ["serve"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"]])
+    @Test(arguments: [[], ["serve"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"], ["audit", "verify"]])
     func everyCommandHasHelp(command: [String]) async throws {
         let (status, out, _) = try await run(command + ["--help"], env: [:])
         #expect(status == 0)
@@ -70,6 +72,32 @@ struct CommandLineTests {
         #expect(issuerStatus != 0)
         #expect(issuerOut.isEmpty)
         #expect(issuerErr.contains("dev-issuer is refused in production"))
+    }
+
+    @Test(.enabled(if: TestDatabase.isConfigured)) func auditVerifyReportsAnIntactChainAndNamesAForgedEvent() async throws {
+        try await TestDatabase.with { db in
+            for i in 1...3 {
+                try await db.client.withTransaction(logger: TestDatabase.logger) { conn in
+                    try await appendAudit(
+                        AuditEventInput(action: "test.event", outcome: .succeeded, actorId: "cli", entityType: "test", entityId: "e\(i)"),
+                        on: conn, logger: TestDatabase.logger)
+                }
+            }
+            var url = URLComponents(string: try #require(TestDatabase.serverURL))!
+            url.path = "/" + db.name
+            let env = ["SITREP_DATABASE_URL": url.string!, "SITREP_REDIS_URL": "redis://127.0.0.1:1/0", "SITREP_LOG_LEVEL": "error"]
+            let (ok, okOut, _) = try await run(["audit", "verify"], env: env)
+            #expect(ok == 0)
+            #expect(okOut.hasPrefix("audit log intact: 3 events (sequence 1…3)"))
+            try await db.client.withConnection { connection in
+                try await connection.query("ALTER TABLE audit_events DISABLE TRIGGER USER", logger: TestDatabase.logger)
+                try await connection.query("UPDATE audit_events SET reason = 'forged' WHERE sequence = 2", logger: TestDatabase.logger)
+                try await connection.query("ALTER TABLE audit_events ENABLE TRIGGER USER", logger: TestDatabase.logger)
+            }
+            let (broken, brokenOut, _) = try await run(["audit", "verify"], env: env)
+            #expect(broken == 1)
+            #expect(brokenOut.hasPrefix("audit log BROKEN at sequence 2"), "\(brokenOut)")
+        }
     }
 
     @Test func browserSignInNeedsThePublicURL() async throws {
