@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "Handlers",
             dependencies: [
-                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth",
+                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -134,6 +134,10 @@ struct BriefingTests {
             #expect(revisions.items.map(\.revision) == [2, 1])
             #expect(revisions.items.first?.changeNote == "tighter")
 
+            let early = try await client.execute(uri: "/v1/briefings/\(id)/pdf", method: .get, headers: Self.h(t.admin))
+            #expect(early.status == .conflict)
+            #expect(early.problemCode == "briefing.not_approved")
+
             // Submit (admin), then the submitter cannot approve even holding Executive (four eyes).
             let submitted = try await Self.act(client, created.id, "submit", t.adminExec, etag: edited.etag).decode(Briefing.self)
             #expect(submitted.status == .pendingApproval && submitted.submittedBy == "Admin-Exec")
@@ -156,6 +160,13 @@ struct BriefingTests {
             let again = try await Self.act(client, created.id, "submit", t.admin, etag: returned.etag).decode(Briefing.self)
             let approved = try await Self.act(client, created.id, "approve", t.exec, etag: again.etag).decode(Briefing.self)
             #expect(approved.status == .approved && approved.approvedBy == "Exec-A" && approved.contentHash == edited.contentHash)
+
+            // The PDF: refused before approval, served after, the approved content inside.
+            let pdf = try await client.execute(uri: "/v1/briefings/\(id)/pdf", method: .get, headers: Self.h(t.viewer))
+            #expect(pdf.status == .ok)
+            #expect(pdf.headers[.contentType] == "application/pdf")
+            #expect(pdf.headers[HTTPField.Name("Content-Disposition")!] == "attachment; filename=\"briefing-2025-03-09.pdf\"")
+            #expect(Array(pdf.body.readableBytesView.prefix(5)) == Array("%PDF-".utf8))
 
             // Approved: illegal transitions are 409 naming the state and what is allowed, and audited.
             let illegal = try await Self.act(client, created.id, "submit", t.admin, etag: approved.etag)
