@@ -465,6 +465,32 @@ struct AuditChainTests {
         #expect(error?.serverInfo?[.message]?.contains("append-only") == true, "\(sql)")
     }
 
+    @Test func theApplicationRoleCanAppendButNeverRewrite() async throws {
+        try await TestDatabase.with { db in
+            try await db.client.withConnection { conn in
+                try await conn.query("SET ROLE sitrep_app", logger: TestDatabase.logger)
+                try await conn.query("BEGIN", logger: TestDatabase.logger)
+                try await appendAudit(
+                    AuditEventInput(action: "role.check", outcome: .succeeded, actorId: "app", entityType: "test", entityId: "1"),
+                    on: conn, logger: TestDatabase.logger)
+                try await conn.query("COMMIT", logger: TestDatabase.logger)
+                for sql in [
+                    "UPDATE audit_events SET reason = 'x'", "DELETE FROM audit_events", "TRUNCATE audit_events",
+                    "UPDATE briefing_revisions SET title = 'x'", "DELETE FROM signals", "TRUNCATE briefings",
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'x', 'y')",
+                ] {
+                    let error = await #expect(throws: PSQLError.self, "\(sql)") {
+                        try await conn.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger)
+                    }
+                    #expect(error?.serverInfo?[.sqlState] == "42501", "\(sql)")
+                    #expect(error?.serverInfo?[.message]?.hasPrefix("permission denied") == true, "\(sql)")
+                }
+                try await conn.query("RESET ROLE", logger: TestDatabase.logger)
+            }
+            #expect(try await AuditVerifier().verify(client: db.client).valid)
+        }
+    }
+
     @Test func appendReturnsTheStoredChainedRow() async throws {
         try await TestDatabase.with { db in
             let chosen = UUID()
