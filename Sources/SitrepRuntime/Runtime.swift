@@ -27,16 +27,37 @@ public struct SitrepRequestContext: RequestContext {
 /// The answer of a rate limiter for one call.
 public struct RateLimitDecision: Sendable, Equatable {
     public var allowed: Bool
+    /// Requests the policy allows per window (its quota).
     public var limit: Int
     public var remaining: Int
     /// Seconds until the window frees a slot (used for `Retry-After`).
     public var retryAfter: Int
-    public init(allowed: Bool, limit: Int, remaining: Int, retryAfter: Int) {
+    /// The policy's window in seconds.
+    public var windowSeconds: Int
+    /// Seconds until the full quota is available again.
+    public var resetSeconds: Int
+    public init(allowed: Bool, limit: Int, remaining: Int, retryAfter: Int, windowSeconds: Int = 60, resetSeconds: Int = 0) {
         self.allowed = allowed
         self.limit = limit
         self.remaining = remaining
         self.retryAfter = retryAfter
+        self.windowSeconds = windowSeconds
+        self.resetSeconds = resetSeconds
     }
+
+    /// `RateLimit-Policy` and `RateLimit` (IETF draft-ietf-httpapi-ratelimit-headers, structured
+    /// fields): the policy's quota and window, and what is left of it now.
+    public func headers(policy: String) -> [(HTTPField.Name, String)] {
+        [
+            (.rateLimitPolicy, "\"\(policy)\";q=\(limit);w=\(windowSeconds)"),
+            (.rateLimit, "\"\(policy)\";r=\(remaining);t=\(resetSeconds)"),
+        ]
+    }
+}
+
+extension HTTPField.Name {
+    public static let rateLimitPolicy = HTTPField.Name("RateLimit-Policy")!
+    public static let rateLimit = HTTPField.Name("RateLimit")!
 }
 
 /// Enforces `x-rate-limit: <policy>` per principal (or client address for public operations).
@@ -152,6 +173,7 @@ public struct APIRuntime: Sendable {
         let requestId = context.requestId
         var logger = context.logger
         logger[metadataKey: "operation"] = .string(op.id)
+        var rateHeaders: [(HTTPField.Name, String)] = []
         do {
             // 1. Authentication, roles, MFA step-up — for planned operations too, so what the
             // contract declares about who may call holds before the operation exists.
@@ -191,23 +213,18 @@ public struct APIRuntime: Sendable {
                         status: 501, code: "not_implemented", title: "Not implemented",
                         detail: "\(op.id) is in the contract but not implemented yet (x-planned)."))
             }
-            // 2. Rate limit.
+            // 2. Rate limit. The limiter decides how an outage of its store is handled (a local
+            // limiter for most policies, a 503 for the ones that must fail closed).
             if let policy = op.rateLimit, let limiter = rateLimiter {
                 let key = principal?.id ?? context.clientAddress ?? "anonymous"
-                do {
-                    let d = try await limiter.check(policy: policy, key: key)
-                    if !d.allowed {
-                        throw ProblemError(
-                            Problem(
-                                status: 429, code: "rate_limit.exceeded",
-                                detail: "Rate limit '\(policy)' allows \(d.limit) requests per window; retry after \(d.retryAfter) s.",
-                                headers: [(.retryAfter, String(d.retryAfter))]))
-                    }
-                } catch let e as ProblemError {
-                    throw e
-                } catch {
-                    // Fail open: a rate-limit store outage must not stop the office working.
-                    logger.warning("rate limiter unavailable, allowing request", metadata: ["error": "\(error)"])
+                let d = try await limiter.check(policy: policy, key: key)
+                rateHeaders = d.headers(policy: policy)
+                if !d.allowed {
+                    throw ProblemError(
+                        Problem(
+                            status: 429, code: "rate_limit.exceeded",
+                            detail: "Rate limit '\(policy)' allows \(d.limit) requests per \(d.windowSeconds) s; retry after \(d.retryAfter) s.",
+                            headers: [(.retryAfter, String(d.retryAfter))] + rateHeaders))
                 }
             }
             // 3. Body.
@@ -253,6 +270,7 @@ public struct APIRuntime: Sendable {
                 switch try await store.begin(operation: op.id, principal: principal?.id ?? "anonymous", key: key, fingerprint: fp) {
                 case .replay(var saved):
                     saved.headers.append((HTTPField.Name("Idempotent-Replayed")!, "true"))
+                    saved.headers += rateHeaders
                     return finish(saved, op: op, requestId: requestId, logger: logger)
                 case .mismatch:
                     throw ProblemError(
@@ -283,9 +301,13 @@ public struct APIRuntime: Sendable {
                     await store.release(token)
                 }
             }
-            return finish(out, op: op, requestId: requestId, logger: logger)
+            var answered = out
+            answered.headers += rateHeaders
+            return finish(answered, op: op, requestId: requestId, logger: logger)
         } catch {
-            return problemResponse(for: error, op: op, request: request, requestId: requestId, logger: logger)
+            var response = problemResponse(for: error, op: op, request: request, requestId: requestId, logger: logger)
+            for (name, value) in rateHeaders where response.headers[name] == nil { response.headers[name] = value }
+            return response
         }
     }
 

@@ -19,6 +19,7 @@ struct Configuration: Sendable {
     var devIssuerKeyPath: String?
     var maxBodyBytes: Int
     var rateLimits: [String: RateLimitPolicy]
+    var rateLimitFailClosed: Set<String>
     var stepUpContext: String
     var logLevel: String
     var validateResponses: Bool
@@ -56,7 +57,11 @@ struct Configuration: Sendable {
         ("SITREP_OIDC_JWKS_URL", "(discovered)", "JWKS URL; default from the issuer's /.well-known/openid-configuration"),
         ("SITREP_DEV_ISSUER_KEY", "$SITREP_DATA_DIR/dev-issuer-key.pem", "private key of the local dev issuer (not in production)"),
         ("SITREP_MAX_BODY_BYTES", "1048576", "largest accepted request body"),
-        ("SITREP_RATE_LIMITS", "writes=60/60,ingest=600/60,auth=20/60,webhook=600/60", "policy=requests/seconds, per principal"),
+        (
+            "SITREP_RATE_LIMITS", "writes=60/60,ingest=600/60,auth=20/60,messaging=30/60,webhook=600/60",
+            "policy=requests/seconds, per principal (GCRA: bursts up to the quota, steady refill)"
+        ),
+        ("SITREP_RATE_LIMIT_FAIL_CLOSED", "auth,messaging", "policies that answer 503 while Redis is down (the others limit per instance)"),
         ("SITREP_MFA_CONTEXT", "c1", "Conditional Access authentication context id required by x-mfa operations"),
         ("SITREP_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
@@ -122,7 +127,7 @@ struct Configuration: Sendable {
             errors.append("SITREP_OIDC_ISSUER=\(issuer) is not valid: expected an https URL")
         }
         var limits: [String: RateLimitPolicy] = [:]
-        let rawLimits = value("SITREP_RATE_LIMITS") ?? "writes=60/60,ingest=600/60,auth=20/60,webhook=600/60"
+        let rawLimits = value("SITREP_RATE_LIMITS") ?? "writes=60/60,ingest=600/60,auth=20/60,messaging=30/60,webhook=600/60"
         for part in rawLimits.split(separator: ",") {
             let kv = part.split(separator: "=")
             let nums = kv.count == 2 ? kv[1].split(separator: "/") : []
@@ -172,6 +177,10 @@ struct Configuration: Sendable {
             oidcJWKSURL: value("SITREP_OIDC_JWKS_URL"),
             devIssuerKeyPath: environment == .production ? nil : (devKey ?? dataDirectory + "/dev-issuer-key.pem"),
             maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)), rateLimits: limits,
+            rateLimitFailClosed: Set(
+                (value("SITREP_RATE_LIMIT_FAIL_CLOSED") ?? "auth,messaging").split(separator: ",").map {
+                    $0.trimmingCharacters(in: .whitespaces)
+                }),
             stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
             databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500),
             dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000), oidcClientId: clientId,

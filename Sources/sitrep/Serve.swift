@@ -73,7 +73,11 @@ struct Serve: AsyncParsableCommand {
             }
         }
 
-        let policies = config.rateLimits.mapValues { RedisRateLimiter.Policy(limit: $0.limit, windowSeconds: $0.windowSeconds) }
+        var policies: [String: RedisRateLimiter.Policy] = [:]
+        for (name, p) in config.rateLimits {
+            policies[name] = RedisRateLimiter.Policy(
+                limit: p.limit, windowSeconds: p.windowSeconds, failClosed: config.rateLimitFailClosed.contains(name))
+        }
         var runtime = APIRuntime(
             authenticator: SitrepAuthenticator(bearer: authenticator, sessions: sessions),
             rateLimiter: RedisRateLimiter(redis: redis, policies: policies),

@@ -6,6 +6,7 @@ import Handlers
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
+import Redis
 import SitrepRuntime
 import Testing
 
@@ -542,6 +543,9 @@ struct RateLimitTests {
                     uri: "/v1/signals", method: .post, headers: .auth(token, json: true), body: buffer(batch([signalJSON(sourceId: "R\(i)")]))
                 ) { r in
                     #expect(r.status == .ok)
+                    // Every answer of a limited operation says how much is left.
+                    #expect(r.headers[.rateLimitPolicy] == "\"ingest\";q=2;w=3600")
+                    #expect(r.headers[.rateLimit]?.hasPrefix("\"ingest\";r=\(1 - i);t=") == true, "\(r.headers[.rateLimit] ?? "")")
                 }
             }
             try await client.execute(
@@ -550,7 +554,10 @@ struct RateLimitTests {
                 #expect(r.status == .tooManyRequests)
                 #expect(r.problemCode == "rate_limit.exceeded")
                 let retry = Int(r.headers[.retryAfter] ?? "") ?? 0
-                #expect((1...3600).contains(retry))
+                // 2 per hour: one request every 1,800 s once the burst is spent.
+                #expect((1700...1800).contains(retry), "\(retry)")
+                #expect(r.headers[.rateLimitPolicy] == "\"ingest\";q=2;w=3600")
+                #expect(r.headers[.rateLimit]?.hasPrefix("\"ingest\";r=0;t=") == true)
             }
             // Reads are not limited, and other principals have their own budget.
             try await client.execute(uri: "/v1/signals", method: .get, headers: .auth(token)) { r in #expect(r.status == .forbidden) }
@@ -563,5 +570,38 @@ struct RateLimitTests {
             }
             _ = h
         }
+    }
+
+    @Test func twoInstancesShareOneBudgetAndRedisDownFailsOpenOrClosedByPolicy() async throws {
+        guard let url = SitrepHarness.redisURL else { throw SitrepHarness.RedisNotConfigured() }
+        let shared = RedisClient(configuration: try RedisConfiguration(url: url), logger: TestDatabase.logger)
+        let policies: [String: RedisRateLimiter.Policy] = ["writes": .init(limit: 4, windowSeconds: 60)]
+        let a = RedisRateLimiter(redis: shared, policies: policies)
+        let b = RedisRateLimiter(redis: shared, policies: policies)
+        let who = "shared-\(UUID().uuidString)"
+        var allowed = 0
+        for i in 0..<8 where try await (i % 2 == 0 ? a : b).check(policy: "writes", key: who).allowed { allowed += 1 }
+        #expect(allowed == 4, "two instances, one budget")
+        await shared.shutdown()
+
+        // Redis stopped: ordinary policies limit in memory; fail-closed ones refuse.
+        let server = try PrivateRedisServer.make()
+        try await server.startAsync()
+        defer { server.remove() }
+        var config = try RedisConfiguration(url: server.url)
+        config.connectTimeout = .milliseconds(500)
+        config.commandTimeout = .seconds(1)
+        let down = RedisClient(configuration: config, logger: TestDatabase.logger)
+        let limiter = RedisRateLimiter(
+            redis: down, policies: ["writes": .init(limit: 2, windowSeconds: 60), "auth": .init(limit: 2, windowSeconds: 60, failClosed: true)])
+        try await server.stopAsync()
+        let local = [
+            try await limiter.check(policy: "writes", key: "k"), try await limiter.check(policy: "writes", key: "k"),
+            try await limiter.check(policy: "writes", key: "k"),
+        ]
+        #expect(local.map(\.allowed) == [true, true, false])
+        #expect(local[2].retryAfter == 30)
+        await #expect(throws: RedisError.self) { _ = try await limiter.check(policy: "auth", key: "k") }
+        await down.shutdown()
     }
 }

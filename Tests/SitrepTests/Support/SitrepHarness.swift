@@ -91,6 +91,7 @@ struct SitrepHarness: Sendable {
             let policies =
                 rateLimits ?? [
                     "writes": .init(limit: 10_000, windowSeconds: 60), "ingest": .init(limit: 10_000, windowSeconds: 60),
+                    "messaging": .init(limit: 10_000, windowSeconds: 60, failClosed: true),
                     "auth": .init(limit: 10_000, windowSeconds: 60), "webhook": .init(limit: 10_000, windowSeconds: 60),
                 ]
             var runtime = APIRuntime(
