@@ -58,6 +58,10 @@ public struct OperationContext: Sendable {
     public let clientAddress: String?
     public let logger: Logger
     public let receivedAt: Date
+    /// For `x-idempotency` operations with a transactional store: the open transaction (a
+    /// `PostgresConnection` in `sitrep serve`) the handler must write its effect in, so the
+    /// effect commits together with the idempotency key. nil otherwise.
+    public internal(set) var transaction: (any Sendable)?
 
     public init(operation: OperationInfo, principal: Principal?, requestId: String, clientAddress: String?, logger: Logger, receivedAt: Date = Date())
     {

@@ -67,34 +67,35 @@ public protocol RateLimiter: Sendable {
     func check(policy: String, key: String) async throws -> RateLimitDecision
 }
 
-/// An in-progress idempotent call, handed back to `complete` or `release`.
-public struct IdempotencyToken: Sendable, Hashable {
-    public let principal: String
-    public let key: String
-    public let fingerprint: String
-    public init(principal: String, key: String, fingerprint: String) {
-        self.principal = principal
-        self.key = key
-        self.fingerprint = fingerprint
-    }
-}
-
-public enum IdempotencyBegin: Sendable {
-    /// First time this key is seen: run the handler, then `complete` or `release`.
-    case proceed(IdempotencyToken)
-    /// Same key and same request: send the saved response again.
+/// How an idempotent call ended.
+public enum IdempotencyOutcome: Sendable {
+    /// First time this key was seen: the handler ran; this is its answer.
+    case fresh(EncodedResponse)
+    /// Same key and same request as an earlier, finished call: its saved answer.
     case replay(EncodedResponse)
     /// Same key, different request: 422.
     case mismatch
-    /// Same key still being processed: 409.
+    /// Same key, still being processed elsewhere: 409.
     case inFlight
 }
 
-/// Enforces `x-idempotency: required` (`Idempotency-Key`), scoped per principal.
+/// Stores `x-idempotency` keys. ``execute(operation:principal:key:fingerprint:_:)`` runs the
+/// handler at most once per (principal, key): implementations that can (PostgreSQL) run it inside
+/// the same transaction as the key row and hand that transaction to the handler, so the effect
+/// and its key commit together — no effect without its key, no key without its effect.
 public protocol IdempotencyStore: Sendable {
-    func begin(operation: String, principal: String, key: String, fingerprint: String) async throws -> IdempotencyBegin
-    func complete(_ token: IdempotencyToken, response: EncodedResponse) async throws
-    func release(_ token: IdempotencyToken) async
+    func execute(
+        operation: String, principal: String, key: String, fingerprint: String,
+        _ body: @Sendable (_ transaction: (any Sendable)?) async throws -> EncodedResponse
+    ) async throws -> IdempotencyOutcome
+}
+
+public enum IdempotencyPolicy {
+    /// Whether an answer is kept for replay: validation failures (400, 422) and server errors are
+    /// not, so a corrected or later retry runs again.
+    public static func keeps(_ response: EncodedResponse) -> Bool {
+        response.status < 500 && response.status != 400 && response.status != 422
+    }
 }
 
 /// An error a dependency (PostgreSQL, Redis, a provider) raises when it cannot be reached; the
@@ -262,16 +263,23 @@ public struct APIRuntime: Sendable {
             let opContext = OperationContext(
                 operation: op, principal: principal, requestId: requestId, clientAddress: context.clientAddress, logger: logger)
 
-            // 4. Idempotency.
-            var token: IdempotencyToken?
+            // 4. Idempotency, around 5. the handler.
+            let out: EncodedResponse
             if op.idempotency, let store = idempotencyStore {
                 let key = try Self.idempotencyKey(request.headers)
                 let fp = Self.fingerprint(method: request.method, path: request.uri.path, body: raw ?? [])
-                switch try await store.begin(operation: op.id, principal: principal?.id ?? "anonymous", key: key, fingerprint: fp) {
+                let outcome = try await store.execute(operation: op.id, principal: principal?.id ?? "anonymous", key: key, fingerprint: fp) {
+                    transaction in
+                    var scoped = opContext
+                    scoped.transaction = transaction
+                    return try await run(parts, scoped)
+                }
+                switch outcome {
+                case .fresh(let response):
+                    out = response
                 case .replay(var saved):
                     saved.headers.append((HTTPField.Name("Idempotent-Replayed")!, "true"))
-                    saved.headers += rateHeaders
-                    return finish(saved, op: op, requestId: requestId, logger: logger)
+                    out = saved
                 case .mismatch:
                     throw ProblemError(
                         Problem(
@@ -282,24 +290,9 @@ public struct APIRuntime: Sendable {
                         Problem(
                             status: 409, code: "idempotency.in_flight",
                             detail: "A request with this Idempotency-Key is still being processed; retry shortly."))
-                case .proceed(let t):
-                    token = t
                 }
-            }
-            // 5. The handler.
-            let out: EncodedResponse
-            do {
+            } else {
                 out = try await run(parts, opContext)
-            } catch {
-                if let token, let store = idempotencyStore { await store.release(token) }
-                throw error
-            }
-            if let token, let store = idempotencyStore {
-                if out.status < 500 && out.status != 400 && out.status != 422 {
-                    try await store.complete(token, response: out)
-                } else {
-                    await store.release(token)
-                }
             }
             var answered = out
             answered.headers += rateHeaders

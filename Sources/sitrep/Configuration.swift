@@ -19,6 +19,7 @@ struct Configuration: Sendable {
     var devIssuerKeyPath: String?
     var maxBodyBytes: Int
     var rateLimits: [String: RateLimitPolicy]
+    var idempotencyRetentionHours: Int
     var rateLimitFailClosed: Set<String>
     var stepUpContext: String
     var logLevel: String
@@ -61,6 +62,7 @@ struct Configuration: Sendable {
             "SITREP_RATE_LIMITS", "writes=60/60,ingest=600/60,auth=20/60,messaging=30/60,webhook=600/60",
             "policy=requests/seconds, per principal (GCRA: bursts up to the quota, steady refill)"
         ),
+        ("SITREP_IDEMPOTENCY_RETENTION_HOURS", "24", "how long an Idempotency-Key and its saved answer are kept"),
         ("SITREP_RATE_LIMIT_FAIL_CLOSED", "auth,messaging", "policies that answer 503 while Redis is down (the others limit per instance)"),
         ("SITREP_MFA_CONTEXT", "c1", "Conditional Access authentication context id required by x-mfa operations"),
         ("SITREP_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
@@ -177,6 +179,7 @@ struct Configuration: Sendable {
             oidcJWKSURL: value("SITREP_OIDC_JWKS_URL"),
             devIssuerKeyPath: environment == .production ? nil : (devKey ?? dataDirectory + "/dev-issuer-key.pem"),
             maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)), rateLimits: limits,
+            idempotencyRetentionHours: int("SITREP_IDEMPOTENCY_RETENTION_HOURS", default: 24, range: 1...720),
             rateLimitFailClosed: Set(
                 (value("SITREP_RATE_LIMIT_FAIL_CLOSED") ?? "auth,messaging").split(separator: ",").map {
                     $0.trimmingCharacters(in: .whitespaces)

@@ -81,7 +81,9 @@ struct Serve: AsyncParsableCommand {
         var runtime = APIRuntime(
             authenticator: SitrepAuthenticator(bearer: authenticator, sessions: sessions),
             rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
-            idempotencyStore: nil, maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
+            idempotencyStore: PostgresIdempotencyStore(
+                db: postgres, retention: .seconds(config.idempotencyRetentionHours * 3600), logger: logger),
+            maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
             stepUpContext: config.stepUpContext, securityEvents: SecurityAuditLog(db: postgres, logger: logger), logger: logger)
         runtime.allowedOrigins = Set(config.allowedOrigins)
         do {

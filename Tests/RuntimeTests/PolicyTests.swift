@@ -15,25 +15,27 @@ actor MemoryIdempotencyStore: IdempotencyStore {
     }
     var entries: [String: Entry] = [:]
 
-    func begin(operation: String, principal: String, key: String, fingerprint: String) async throws -> IdempotencyBegin {
+    func execute(
+        operation: String, principal: String, key: String, fingerprint: String,
+        _ body: @Sendable (_ transaction: (any Sendable)?) async throws -> EncodedResponse
+    ) async throws -> IdempotencyOutcome {
         let k = principal + "|" + key
         switch entries[k] {
-        case nil:
-            entries[k] = .inFlight(fingerprint)
-            return .proceed(IdempotencyToken(principal: principal, key: key, fingerprint: fingerprint))
         case .inFlight(let fp):
             return fp == fingerprint ? .inFlight : .mismatch
         case .done(let fp, let response):
             return fp == fingerprint ? .replay(response) : .mismatch
+        case nil:
+            entries[k] = .inFlight(fingerprint)
+            do {
+                let response = try await body(nil)
+                entries[k] = IdempotencyPolicy.keeps(response) ? .done(fingerprint, response) : nil
+                return .fresh(response)
+            } catch {
+                entries[k] = nil
+                throw error
+            }
         }
-    }
-
-    func complete(_ token: IdempotencyToken, response: EncodedResponse) async throws {
-        entries[token.principal + "|" + token.key] = .done(token.fingerprint, response)
-    }
-
-    func release(_ token: IdempotencyToken) async {
-        entries[token.principal + "|" + token.key] = nil
     }
 }
 

@@ -96,7 +96,7 @@ struct SitrepHarness: Sendable {
                 ]
             var runtime = APIRuntime(
                 authenticator: SitrepAuthenticator(bearer: auth, sessions: sessions), rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
-                maxBodyBytes: 1 << 20,
+                idempotencyStore: PostgresIdempotencyStore(db: db.client, logger: TestDatabase.logger), maxBodyBytes: 1 << 20,
                 validateResponses: true, securityEvents: SecurityAuditLog(db: db.client, logger: TestDatabase.logger),
                 logger: TestDatabase.logger)
             runtime.allowedOrigins = [Self.publicURL]
