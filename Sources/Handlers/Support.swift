@@ -174,6 +174,9 @@ struct CellReader {
         return try c.decode(Double.self)
     }
 
+    /// Any other column type, through postgres-nio's decoding.
+    mutating func decode<T: PostgresDecodable>(_ type: T.Type) throws -> T { try cell().decode(T.self) }
+
     /// `text[]` in binary form: dimensions, has-null flag, element type, per dimension (size, lower
     /// bound), then per element a length and UTF-8 bytes. Anything else (NULL elements, more
     /// dimensions) goes through postgres-nio.

@@ -149,7 +149,11 @@ struct PolicyTests {
     @Test func runtimeRefusesToStartWithoutWhatTheSpecDeclares() {
         let bare = APIRuntime(authenticator: nil)
         #expect(throws: ContractViolation.self) { try bare.verify(operations: SitrepOperations.all) }
-        let limited = APIRuntime(authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: 1))
-        #expect(throws: Never.self) { try limited.verify(operations: SitrepOperations.all) }
+        let noStore = APIRuntime(authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: 1))
+        let refusal = #expect(throws: ContractViolation.self) { try noStore.verify(operations: SitrepOperations.all) }
+        #expect(refusal?.message.contains("createAction declares x-idempotency but no idempotency store is configured") == true)
+        let complete = APIRuntime(
+            authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: 1), idempotencyStore: MemoryIdempotencyStore())
+        #expect(throws: Never.self) { try complete.verify(operations: SitrepOperations.all) }
     }
 }
