@@ -119,7 +119,7 @@ let package = Package(
         .target(
             name: "LocalIssuer",
             dependencies: [
-                "Auth",
+                "Auth", "SitrepRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),

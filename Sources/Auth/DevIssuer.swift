@@ -2,6 +2,7 @@ import Crypto
 import CryptoExtras
 import Foundation
 import JWTKit
+import SitrepRuntime
 
 /// The development issuer: a local RSA key that signs Azure AD v2–shaped access tokens, for
 /// `sitrep dev-token` and for the server when `SITREP_ENV` is not `production`. Production
@@ -179,10 +180,5 @@ public enum DevIssuer {
         return String(decoding: try encoder.encode(["keys": keys]), as: UTF8.self)
     }
 
-    static func base64URL(_ data: Data) -> String {
-        data.base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
+    static func base64URL(_ data: Data) -> String { Base64URL.encode(data) }
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import JWTKit
+import SitrepRuntime
 
 /// The claims of an access token, shaped like Azure AD v2.
 struct LocalAccessTokenClaims: JWTPayload, Equatable {
@@ -116,12 +117,7 @@ enum PKCE {
 }
 
 /// base64url without padding.
-func base64URL(_ data: Data) -> String {
-    data.base64EncodedString()
-        .replacingOccurrences(of: "+", with: "-")
-        .replacingOccurrences(of: "/", with: "_")
-        .replacingOccurrences(of: "=", with: "")
-}
+func base64URL(_ data: Data) -> String { Base64URL.encode(data) }
 
 /// 256 random bits, base64url: authorization codes, refresh tokens, grant families.
 func randomToken() -> String {
