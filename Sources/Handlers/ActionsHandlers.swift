@@ -27,7 +27,7 @@ extension SitrepHandlers {
             priority: Priority(rawValue: try r.string()) ?? .medium, status: ActionStatus(rawValue: try r.string()) ?? .open,
             progress: try r.int(), overdue: try r.decode(Bool.self), briefingIds: try r.decode([UUID].self),
             signalIds: try r.decode([UUID].self), cancelReason: try r.optionalString(), createdAt: try r.date(), updatedAt: try r.date(),
-            completedAt: try r.optionalDate(), etag: "\"a-\(try r.int())\"")
+            completedAt: try r.optionalDate(), etag: ETag.make(try r.int(), prefix: "a-"))
     }
 
     func loadAction(_ id: UUID, on conn: PostgresConnection, context: OperationContext) async throws -> Action? {

@@ -73,7 +73,7 @@ extension SitrepHandlers {
             await sessions.audit(
                 context.audit("auth.login", entityType: "session", entityId: "sign-in", outcome: .refused, details: ["error": .string(error)])
             )
-            return .unauthorized(loginFailed("The identity provider refused the sign-in (\(error)).", sessions: sessions))
+            return .unauthorized(loginFailed("The identity provider refused the sign-in (\(error))."))
         }
         guard let code = input.code else { return invalid("The callback has no authorization code.") }
 
@@ -85,7 +85,7 @@ extension SitrepHandlers {
             await sessions.audit(
                 context.audit(
                     "auth.login", entityType: "session", entityId: "sign-in", reason: "code exchange refused: \(refused.error)", outcome: .refused))
-            return .unauthorized(loginFailed("The identity provider refused the code exchange (\(refused.error)).", sessions: sessions))
+            return .unauthorized(loginFailed("The identity provider refused the code exchange (\(refused.error))."))
         } catch let unavailable as OIDCClient.Unavailable {
             throw IdentityProviderUnavailable(reason: unavailable.reason)
         }
@@ -100,7 +100,7 @@ extension SitrepHandlers {
         } catch let failure as AuthenticationFailure {
             await sessions.audit(
                 context.audit("auth.login", entityType: "session", entityId: "sign-in", reason: failure.description, outcome: .refused))
-            return .unauthorized(loginFailed("The tokens from the identity provider were refused: \(failure.description).", sessions: sessions))
+            return .unauthorized(loginFailed("The tokens from the identity provider were refused: \(failure.description)."))
         }
         let created = try await sessions.create(principal: principal, tokens: tokens)
         var event = context.audit("auth.login", entityType: "session", entityId: principal.id, toState: "signed_in")
@@ -113,7 +113,7 @@ extension SitrepHandlers {
             location: transaction.returnTo, setCookie: sessions.cookie(created.cookie, maxAge: Int(sessions.settings.absolute.seconds)))
     }
 
-    private func loginFailed(_ detail: String, sessions: BrowserSessions) -> Problem {
+    private func loginFailed(_ detail: String) -> Problem {
         Problem(status: 401, code: "auth.login_failed", title: "Sign-in failed", detail: detail)
     }
 

@@ -12,8 +12,9 @@ extension SitrepHandlers {
         distributed_at, return_reason, version, submitted_by_id
         """
 
-    /// A briefing row (``briefingColumns``) and the principal id that submitted it (four eyes).
-    static func briefing(from row: PostgresRow) throws -> (Briefing, submittedById: String?) {
+    /// A briefing row (``briefingColumns``), the principal id that submitted it (four eyes) and
+    /// its row version.
+    static func briefing(from row: PostgresRow) throws -> (Briefing, submittedById: String?, version: Int) {
         var r = CellReader(row)
         let id = try r.uuid()
         let title = try r.string()
@@ -43,19 +44,13 @@ extension SitrepHandlers {
                 id: id, title: title, titleAr: titleAr, briefingDate: date, status: status, summary: summary, summaryAr: summaryAr,
                 sections: sections, modelVersion: modelVersion, revision: revision, contentHash: contentHash, createdBy: createdBy,
                 createdAt: createdAt, updatedAt: updatedAt, submittedBy: submittedBy, submittedAt: submittedAt, approvedBy: approvedBy,
-                approvedAt: approvedAt, distributedAt: distributedAt, returnReason: returnReason, etag: Self.briefingETag(version)),
-            submittedById
+                approvedAt: approvedAt, distributedAt: distributedAt, returnReason: returnReason,
+                etag: ETag.make(version, prefix: Self.briefingTagPrefix)),
+            submittedById, version
         )
     }
 
-    static func briefingETag(_ version: Int) -> String { "\"b-\(version)\"" }
-
-    static func briefingVersion(fromIfMatch header: String) -> Int? {
-        var v = header.trimmingCharacters(in: .whitespaces)
-        if v.hasPrefix("W/") { v = String(v.dropFirst(2)) }
-        guard v.hasPrefix("\"b-"), v.hasSuffix("\""), v.count > 4 else { return nil }
-        return Int(v.dropFirst(3).dropLast())
-    }
+    static let briefingTagPrefix = "b-"
 
     static func sections(fromJSON text: String) throws -> [BriefingSection] {
         var errors = ValidationErrors()
@@ -89,8 +84,7 @@ extension SitrepHandlers {
                 unsafeSQL: "SELECT \(Self.briefingColumns) FROM briefings WHERE id = $1" + (lock ? " FOR UPDATE" : ""),
                 binds: try Self.binds(id)), logger: context.logger)
         for try await row in rows {
-            let (b, submitter) = try Self.briefing(from: row)
-            return (b, submitter, Self.briefingVersion(fromIfMatch: b.etag) ?? 0)
+            return try Self.briefing(from: row)
         }
         return nil
     }
@@ -233,7 +227,7 @@ extension SitrepHandlers {
                 guard let (current, _, version) = try await loadBriefing(input.briefingId, on: conn, context: context, lock: true) else {
                     return .notFound
                 }
-                if input.ifMatch != "*" && Self.briefingVersion(fromIfMatch: input.ifMatch) != version { return .stale }
+                if input.ifMatch != "*" && ETag.version(fromIfMatch: input.ifMatch, prefix: Self.briefingTagPrefix) != version { return .stale }
                 guard BriefingWorkflow.isEditable(current.status) else {
                     try await appendAudit(
                         context.audit(
@@ -299,7 +293,7 @@ extension SitrepHandlers {
                 guard let (current, submitter, version) = try await loadBriefing(briefingId, on: conn, context: context, lock: true) else {
                     return .notFound
                 }
-                if ifMatch != "*" && Self.briefingVersion(fromIfMatch: ifMatch) != version { return .stale }
+                if ifMatch != "*" && ETag.version(fromIfMatch: ifMatch, prefix: Self.briefingTagPrefix) != version { return .stale }
                 let actor = BriefingWorkflow.Actor(id: caller.id, roles: caller.roles)
                 switch BriefingWorkflow.decide(transition, from: current.status, actor: actor, submittedBy: submitter) {
                 case .failure(let refusal):

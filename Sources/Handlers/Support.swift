@@ -37,15 +37,17 @@ func trimPage<T>(_ items: inout [T], limit: Int, id: (T) -> UUID) -> String? {
 }
 
 /// ETags are the resource's row version, quoted.
+/// A `prefix` names the kind of resource (`b-` briefings, `a-` actions), so a tag from one kind
+/// never matches another.
 enum ETag {
-    static func make(_ version: Int) -> String { "\"\(version)\"" }
+    static func make(_ version: Int, prefix: String = "") -> String { "\"\(prefix)\(version)\"" }
 
     /// The version an `If-Match` value names, or nil when it names none we could have issued.
-    static func version(fromIfMatch header: String) -> Int? {
+    static func version(fromIfMatch header: String, prefix: String = "") -> Int? {
         var v = header.trimmingCharacters(in: .whitespaces)
         if v.hasPrefix("W/") { v = String(v.dropFirst(2)) }
-        guard v.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") else { return nil }
-        return Int(v.dropFirst().dropLast())
+        guard v.count >= 2 + prefix.count, v.hasPrefix("\"" + prefix), v.hasSuffix("\"") else { return nil }
+        return Int(v.dropFirst(1 + prefix.count).dropLast())
     }
 }
 
