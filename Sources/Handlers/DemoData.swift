@@ -199,13 +199,20 @@ public enum DemoData {
             for (title, owner, priority, days, status) in actions {
                 try await conn.query(
                     """
-                    INSERT INTO actions (id, title, description, owner_id, assigned_by, due_date, priority, status, created_at, updated_at, version)
-                    SELECT \(UUIDv7.make(at: now)), \(title), '', \(owner), 'Demo Executive', current_date + \(Int32(days)),
-                           \(priority), \(status), \(now), \(now), 1
+                    INSERT INTO actions (id, title, description, owner_id, owner_name, assigned_by, assigned_by_name, due_date, priority,
+                                         status, progress, completed_at, created_at, updated_at, version)
+                    SELECT \(UUIDv7.make(at: now)), \(title), '', \(owner), \(Self.displayName(owner)), 'demo-executive', 'Demo Executive',
+                           current_date + \(Int32(days)), \(priority), \(status), \(status == "done" ? 100 : 0),
+                           \(status == "done" ? now : nil), \(now), \(now), 1
                     WHERE NOT EXISTS (SELECT 1 FROM actions WHERE title = \(title))
                     """, logger: logger)
             }
         }
         return "demo data: \(created) new signals (of \(count)), posture for 6 domains, a draft briefing, 5 actions"
+    }
+
+    /// `omar.haddad` → `Omar Haddad`.
+    static func displayName(_ login: String) -> String {
+        login.split(separator: ".").map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined(separator: " ")
     }
 }

@@ -166,6 +166,8 @@ struct CellReader {
         return try c.decode(Int.self)
     }
 
+    mutating func optionalInt() throws -> Int? { try cell().decode(Int?.self) }
+
     mutating func double() throws -> Double {
         let c = try cell()
         if c.format == .binary, c.dataType == .float8, var bytes = c.bytes, bytes.readableBytes == 8,

@@ -340,7 +340,7 @@ struct SliceTests {
                 INSERT INTO actions (id, title, owner_id, assigned_by, due_date, priority, status) VALUES
                   ('0195793d-10c0-7b9a-a4ed-db491c101711', 'Late', 'o', 'a', current_date - 2, 'high', 'open'),
                   ('0195793d-10c0-7b9a-a4ed-db491c101712', 'Soon', 'o', 'a', current_date + 3, 'low', 'in_progress'),
-                  ('0195793d-10c0-7b9a-a4ed-db491c101713', 'Stuck', 'o', 'a', NULL, 'low', 'blocked'),
+                  ('0195793d-10c0-7b9a-a4ed-db491c101713', 'Stuck', 'o', 'a', current_date + 30, 'low', 'blocked'),
                   ('0195793d-10c0-7b9a-a4ed-db491c101714', 'Done late', 'o', 'a', current_date - 9, 'low', 'done')
                 """)
             let d = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin)) { r in

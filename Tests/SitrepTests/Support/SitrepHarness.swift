@@ -64,7 +64,69 @@ struct SitrepHarness: Sendable {
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
     ) async throws {
+        try await instances(
+            1, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer, sessionIdle: sessionIdle
+        ) { clients, h in try await body(clients[0], h) }
+    }
+
+    /// Runs `body` against `count` instances of the service — each with its own router, Redis
+    /// client, connection pool and handlers, as separate `sitrep serve` processes would be — over
+    /// one fresh database and the shared test Redis. `setup: .live` serves each on a loopback port.
+    static func instances(
+        _ count: Int, setup: TestingSetup = .router,
+        rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
+        dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
+        _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
+    ) async throws {
         try await TestDatabase.with { db in
+            var apps: [any ApplicationProtocol] = []
+            var extraPools: [PostgresClient] = []
+            var extraRedis: [RedisClient] = []
+            let harnessRedis = try await makeApplication(
+                db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
+                sessionIdle: sessionIdle, into: &apps)
+            for _ in 1..<max(count, 1) {
+                let pool = PostgresClient(configuration: db.configuration, backgroundLogger: TestDatabase.logger)
+                extraPools.append(pool)
+                extraRedis.append(
+                    try await makeApplication(
+                        db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
+                        sessionIdle: sessionIdle, into: &apps))
+            }
+            let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens())
+            let pools = extraPools
+            let result: Result<Void, any Error>
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for pool in pools { group.addTask { await pool.run() } }
+                    defer { group.cancelAll() }
+                    try await Self.nest(apps[...], setup: setup, clients: []) { clients in try await body(clients, harness) }
+                }
+                result = .success(())
+            } catch {
+                result = .failure(error)
+            }
+            await harnessRedis.shutdown()
+            for r in extraRedis { await r.shutdown() }
+            try result.get()
+        }
+    }
+
+    private static func nest(
+        _ apps: ArraySlice<any ApplicationProtocol>, setup: TestingSetup, clients: [any TestClientProtocol],
+        _ body: @Sendable ([any TestClientProtocol]) async throws -> Void
+    ) async throws {
+        guard let first = apps.first else { return try await body(clients) }
+        let rest = apps.dropFirst()
+        try await first.test(setup) { client in try await nest(rest, setup: setup, clients: clients + [client], body) }
+    }
+
+    /// Wires one instance the way `sitrep serve` does and returns its Redis client.
+    private static func makeApplication(
+        db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
+        dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, into apps: inout [any ApplicationProtocol]
+    ) async throws -> RedisClient {
+        do {
             guard let url = overrideRedis ?? redisURL else { throw RedisNotConfigured() }
             var rc = try RedisConfiguration(url: url)
             rc.connectTimeout = .seconds(1)
@@ -82,7 +144,7 @@ struct SitrepHarness: Sendable {
                 var settings = SessionSettings(
                     redirectURI: Self.publicURL + "/v1/auth/callback", scope: "openid profile offline_access api://sitrep/access_as_user")
                 settings.idle = sessionIdle
-                sessions = BrowserSessions(redis: redis, oidc: oidc, verifier: auth, settings: settings, db: db.client, logger: TestDatabase.logger)
+                sessions = BrowserSessions(redis: redis, oidc: oidc, verifier: auth, settings: settings, db: dbClient, logger: TestDatabase.logger)
             } else {
                 auth = try await JWTAuthenticator(
                     configuration: DevIssuer.configuration,
@@ -96,29 +158,22 @@ struct SitrepHarness: Sendable {
                 ]
             var runtime = APIRuntime(
                 authenticator: SitrepAuthenticator(bearer: auth, sessions: sessions), rateLimiter: RedisRateLimiter(redis: redis, policies: policies),
-                idempotencyStore: PostgresIdempotencyStore(db: db.client, logger: TestDatabase.logger), maxBodyBytes: 1 << 20,
-                validateResponses: true, securityEvents: SecurityAuditLog(db: db.client, logger: TestDatabase.logger),
+                idempotencyStore: PostgresIdempotencyStore(db: dbClient, logger: TestDatabase.logger), maxBodyBytes: 1 << 20,
+                validateResponses: true, securityEvents: SecurityAuditLog(db: dbClient, logger: TestDatabase.logger),
                 logger: TestDatabase.logger)
             runtime.allowedOrigins = [Self.publicURL]
             let migrations = db.migrations
             let handlers = SitrepHandlers(
-                db: db.client, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions,
+                db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions,
                 pendingMigrations: {
-                    try await Migrator(client: db.client, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
+                    try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
             let router = Router(context: SitrepRequestContext.self)
             router.add(middleware: SitrepMiddleware(runtime: runtime))
             router.registerSitrepAPI(handlers, runtime: runtime)
             router.registerContractDocuments()
-            let app = Application(router: router, logger: TestDatabase.logger)
-            let harness = SitrepHarness(db: db, redis: redis, tokens: try await makeTokens())
-            do {
-                try await app.test(.router) { client in try await body(client, harness) }
-            } catch {
-                await redis.shutdown()
-                throw error
-            }
-            await redis.shutdown()
+            apps.append(Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: TestDatabase.logger))
+            return redis
         }
     }
 }
