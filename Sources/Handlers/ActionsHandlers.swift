@@ -141,7 +141,8 @@ extension SitrepHandlers {
             try await withEffectTransaction(db, context) { conn in
                 guard let current = try await loadAction(id, on: conn, context: context, lock: true) else { return .notFound }
                 if let ifMatch, ifMatch != "*",
-                    ETag.version(fromIfMatch: ifMatch, prefix: Self.actionTagPrefix) != ETag.version(fromIfMatch: current.etag, prefix: Self.actionTagPrefix)
+                    ETag.version(fromIfMatch: ifMatch, prefix: Self.actionTagPrefix)
+                        != ETag.version(fromIfMatch: current.etag, prefix: Self.actionTagPrefix)
                 {
                     return .stale
                 }
@@ -209,8 +210,12 @@ extension SitrepHandlers {
             }
             if let v = patch.dueDate { try set("due_date", "dueDate", v.description, cast: "::date", audit: .string(v.description)) }
             if let v = patch.priority { try set("priority", "priority", v.rawValue, audit: .string(v.rawValue)) }
-            if let v = patch.briefingIds { try set("briefing_ids", "briefingIds", v, cast: "::uuid[]", audit: .array(v.map { .string($0.lowercasedString) })) }
-            if let v = patch.signalIds { try set("signal_ids", "signalIds", v, cast: "::uuid[]", audit: .array(v.map { .string($0.lowercasedString) })) }
+            if let v = patch.briefingIds {
+                try set("briefing_ids", "briefingIds", v, cast: "::uuid[]", audit: .array(v.map { .string($0.lowercasedString) }))
+            }
+            if let v = patch.signalIds {
+                try set("signal_ids", "signalIds", v, cast: "::uuid[]", audit: .array(v.map { .string($0.lowercasedString) }))
+            }
             if next != current.status {
                 try set("status", "status", next.rawValue, audit: .string(next.rawValue))
                 if next == .done { sets.append("completed_at = now(), progress = 100") }

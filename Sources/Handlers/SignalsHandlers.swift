@@ -14,7 +14,12 @@ extension SitrepHandlers {
     /// Decodes a row of ``signalColumns``, left to right.
     static func signal(from row: PostgresRow) throws -> Signal {
         var r = CellReader(row)
-        return Signal(
+        return try signal(from: &r)
+    }
+
+    /// Decodes ``signalColumns`` from where `r` stands.
+    static func signal(from r: inout CellReader) throws -> Signal {
+        Signal(
             id: try r.uuid(), source: try r.string(), sourceId: try r.string(), title: try r.string(), summary: try r.string(),
             sourceUrl: try r.optionalString(), category: SignalCategory(rawValue: try r.string()) ?? .security,
             severity: Severity(rawValue: try r.string()) ?? .low, confidence: try r.double(), modelVersion: try r.string(),
@@ -156,9 +161,15 @@ extension SitrepHandlers {
                             details: ["received": .int(Int64(items.count)), "created": .int(Int64(created)), "conflicts": .int(Int64(conflicts))]),
                         on: conn, logger: context.logger)
                 }
+                // After the audit event (whose trigger holds the chain head until commit), so events commit in seq order.
+                let createdIds = done.filter { $0.outcome == .created }.map(\.id)
+                if !createdIds.isEmpty {
+                    try await SignalStreamHub.record("signal.created", signalIds: createdIds, on: conn, logger: context.logger)
+                }
                 return done
             }
         }
+        if results.contains(where: { $0.outcome == .created }) { await signalHub?.notify() }
         return .ok(
             SignalIngestResult(
                 received: items.count, created: results.filter { $0.outcome == .created }.count,
@@ -312,9 +323,11 @@ extension SitrepHandlers {
                         "signal.triage", entityType: "signal", entityId: input.signalId.lowercasedString,
                         fromState: fromStatus, toState: input.body.status.rawValue, reason: input.body.note),
                     on: conn, logger: context.logger)
+                try await SignalStreamHub.record("signal.triaged", signalIds: [input.signalId], on: conn, logger: context.logger)
                 return .done(signal!)
             }
         }
+        if case .done = result { await signalHub?.notify() }
         switch result {
         case .notFound: return .notFound(.notFound("No signal has id \(input.signalId.lowercasedString)."))
         case .stale: return .preconditionFailed(.preconditionFailed())

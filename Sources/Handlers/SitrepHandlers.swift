@@ -16,13 +16,16 @@ public struct SitrepHandlers: SitrepAPI {
     let dashboardCache: DashboardCache
     /// Browser sign-in and sessions; nil when the deployment has no OIDC client configured.
     let sessions: BrowserSessions?
+    /// The live signal stream's fan-out; nil: `streamSignals` answers 503.
+    let signalHub: SignalStreamHub?
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
-        sessions: BrowserSessions? = nil, pendingMigrations: @escaping @Sendable () async throws -> [String]
+        sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
         self.sessions = sessions
+        self.signalHub = signalHub
         self.db = db
         self.redis = redis
         self.stepUpContext = stepUpContext

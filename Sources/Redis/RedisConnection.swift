@@ -88,30 +88,9 @@ package final class RedisConnection: @unchecked Sendable {
         precondition(!isClosed, "RedisConnection used after close()")
         guard !isBroken else { throw RedisError(.connection, "connection to \(endpoint) is broken") }
 
-        // hiredis wants `argc`, `const char **argv`, `const size_t *argvlen`.
-        // Copy every argument into one buffer (plus a trailing byte so that an
-        // empty last argument still points inside it) and point into it.
-        let lengths = arguments.map(\.count)
-        var flat: [UInt8] = []
-        flat.reserveCapacity(lengths.reduce(1, +))
-        for argument in arguments { flat.append(contentsOf: argument) }
-        flat.append(0)
-
         let context = self.context
-        let replyPointer: UnsafeMutableRawPointer? = flat.withUnsafeBufferPointer { buffer in
-            let base = UnsafeRawPointer(buffer.baseAddress!)
-            var argv: [UnsafePointer<CChar>?] = []
-            argv.reserveCapacity(arguments.count)
-            var offset = 0
-            for length in lengths {
-                argv.append((base + offset).assumingMemoryBound(to: CChar.self))
-                offset += length
-            }
-            return argv.withUnsafeMutableBufferPointer { argvBuffer in
-                lengths.withUnsafeBufferPointer { lengthBuffer in
-                    redisCommandArgv(context, Int32(arguments.count), argvBuffer.baseAddress, lengthBuffer.baseAddress)
-                }
-            }
+        let replyPointer: UnsafeMutableRawPointer? = Self.withArgv(arguments) { argc, argv, argvlen in
+            redisCommandArgv(context, argc, argv, argvlen)
         }
         let savedErrno = errno
 
@@ -137,6 +116,72 @@ package final class RedisConnection: @unchecked Sendable {
         return ready == 0
     }
 
+    // MARK: - push replies (pub/sub)
+    //
+    // A subscribed connection receives replies nobody asked for, so instead of
+    // `command` (write, then block until one reply) the subscriber writes with
+    // `append` and reads with `poll` on `fileDescriptor` + `readAvailable` +
+    // `bufferedReply`. Nothing here blocks while the socket is idle, so waiting
+    // for a quiet channel never trips the socket timeout that would leave the
+    // context unusable.
+
+    /// The socket, for `poll`.
+    var fileDescriptor: Int32 { context.pointee.fd }
+
+    /// Writes a command without reading its reply (SUBSCRIBE, PING on a
+    /// subscribed connection). Blocking, bounded by the socket send timeout.
+    /// After an error, `isBroken` is true.
+    func append(_ arguments: [[UInt8]]) throws(RedisError) {
+        precondition(!isClosed, "RedisConnection used after close()")
+        guard !isBroken else { throw RedisError(.connection, "connection to \(endpoint) is broken") }
+        let context = self.context
+        let queued = Self.withArgv(arguments) { argc, argv, argvlen in
+            redisAppendCommandArgv(context, argc, argv, argvlen)
+        }
+        guard queued == REDIS_OK else {
+            isBroken = true
+            throw Self.contextError(context, errno: errno, endpoint: endpoint)
+        }
+        var done: Int32 = 0
+        while done == 0 {
+            guard redisBufferWrite(context, &done) == REDIS_OK else {
+                let savedErrno = errno
+                isBroken = true
+                throw Self.contextError(context, errno: savedErrno, endpoint: endpoint)
+            }
+        }
+    }
+
+    /// One `read(2)` from the socket into hiredis' reply parser. Call it when
+    /// `poll` reports `fileDescriptor` readable, so it does not wait. EOF or an
+    /// I/O error throws and sets `isBroken`.
+    func readAvailable() throws(RedisError) {
+        precondition(!isClosed, "RedisConnection used after close()")
+        guard !isBroken else { throw RedisError(.connection, "connection to \(endpoint) is broken") }
+        guard redisBufferRead(context) == REDIS_OK else {
+            let savedErrno = errno
+            isBroken = true
+            throw Self.contextError(context, errno: savedErrno, endpoint: endpoint)
+        }
+    }
+
+    /// The next reply already received and parsed, without touching the
+    /// socket; `nil` when no complete reply is buffered. An error reply is
+    /// thrown as `.server` (the connection stays usable); malformed input
+    /// throws `.protocol` and sets `isBroken`.
+    func bufferedReply() throws(RedisError) -> RedisValue? {
+        precondition(!isClosed, "RedisConnection used after close()")
+        guard !isBroken else { throw RedisError(.connection, "connection to \(endpoint) is broken") }
+        var replyPointer: UnsafeMutableRawPointer?
+        guard redisGetReplyFromReader(context, &replyPointer) == REDIS_OK else {
+            isBroken = true
+            throw Self.contextError(context, errno: 0, endpoint: endpoint)
+        }
+        guard let replyPointer else { return nil }
+        defer { freeReplyObject(replyPointer) }
+        return try Self.value(of: replyPointer.assumingMemoryBound(to: redisReply.self), endpoint: endpoint)
+    }
+
     /// Frees the context (closes the socket). Idempotent.
     func close() {
         guard !isClosed else { return }
@@ -145,6 +190,36 @@ package final class RedisConnection: @unchecked Sendable {
     }
 
     // MARK: - helpers
+
+    /// hiredis wants `argc`, `const char **argv`, `const size_t *argvlen`.
+    /// Copies every argument into one buffer (plus a trailing byte so that an
+    /// empty last argument still points inside it) and points into it.
+    private static func withArgv<Result>(
+        _ arguments: [[UInt8]],
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int>?) -> Result
+    ) -> Result {
+        let lengths = arguments.map(\.count)
+        var flat: [UInt8] = []
+        flat.reserveCapacity(lengths.reduce(1, +))
+        for argument in arguments { flat.append(contentsOf: argument) }
+        flat.append(0)
+
+        return flat.withUnsafeBufferPointer { buffer in
+            let base = UnsafeRawPointer(buffer.baseAddress!)
+            var argv: [UnsafePointer<CChar>?] = []
+            argv.reserveCapacity(arguments.count)
+            var offset = 0
+            for length in lengths {
+                argv.append((base + offset).assumingMemoryBound(to: CChar.self))
+                offset += length
+            }
+            return argv.withUnsafeMutableBufferPointer { argvBuffer in
+                lengths.withUnsafeBufferPointer { lengthBuffer in
+                    body(Int32(arguments.count), argvBuffer.baseAddress, lengthBuffer.baseAddress)
+                }
+            }
+        }
+    }
 
     private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
         // `errstr` is `char[128]`, imported as a tuple of 128 CChar.

@@ -142,12 +142,19 @@ public struct EncodedResponse: Sendable {
     public var headers: [(HTTPField.Name, String)]
     public var contentType: String?
     public var body: [UInt8]
+    /// A body written as it is produced (Server-Sent Events) instead of `body`.
+    public var stream: EventStream?
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String? = nil, body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.contentType = contentType
         self.body = body
+    }
+
+    public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String, stream: EventStream) {
+        self.init(status: status, headers: headers, contentType: contentType)
+        self.stream = stream
     }
 
     /// A JSON body; in test builds (`validate`), the bytes are parsed back and decoded as `T`

@@ -508,6 +508,17 @@ public struct APIRuntime: Sendable {
         if let ct = out.contentType { headers[.contentType] = ct }
         for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
         let status = HTTPResponse.Status(code: out.status)
+        if let stream = out.stream {
+            // Proxies (App Service's front end, nginx) must pass events through, not buffer them.
+            headers[.cacheControl] = "no-store"
+            headers[HTTPField.Name("X-Accel-Buffering")!] = "no"
+            return Response(
+                status: status, headers: headers,
+                body: ResponseBody { writer in
+                    try await stream.produce { chunk in try await writer.write(ByteBuffer(bytes: chunk)) }
+                    try await writer.finish(nil)
+                })
+        }
         if out.body.isEmpty {
             if out.status != 204 && out.status != 304 { headers[.contentLength] = "0" }
             return Response(status: status, headers: headers)

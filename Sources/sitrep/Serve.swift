@@ -91,9 +91,13 @@ struct Serve: AsyncParsableCommand {
         } catch {
             die("\(error)")
         }
+        // The live stream: wake-ups over Redis pub/sub on a connection of its own.
+        let signalHub = SignalStreamHub(
+            db: postgres, redis: redis, subscriber: RedisSubscriber(configuration: redisConfig, channels: [SignalStreamHub.channel], logger: logger),
+            logger: logger)
         let handlers = SitrepHandlers(
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
-            dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions,
+            dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions, signalHub: signalHub,
             pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))
@@ -113,6 +117,8 @@ struct Serve: AsyncParsableCommand {
                 services: [
                     .init(service: postgres), .init(service: keyRefresh),
                     .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
+                    // Listed after the app so it stops first (reverse order): open streams end, and the app can drain.
+                    .init(service: SignalHubService(hub: signalHub)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
@@ -151,5 +157,13 @@ struct KeyRefreshService: Service {
         await cancelWhenGracefulShutdown {
             await authenticator.runRefreshLoop()
         }
+    }
+}
+
+/// Runs the live stream's hub until shutdown, then ends every open stream.
+struct SignalHubService: Service {
+    let hub: SignalStreamHub
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await hub.run() }
     }
 }

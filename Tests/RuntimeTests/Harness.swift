@@ -68,6 +68,21 @@ struct FakeSignals: SignalsAPI, PostureAPI {
         return .ok(s, etag: s.etag)
     }
 
+    /// Two events then the end: the resume point and the filter echoed back, so a test sees what the router decoded.
+    func streamSignals(_ input: StreamSignals.Input, context: OperationContext) async throws -> StreamSignals.Output {
+        if let failWith { throw failWith }
+        let s = signal(Self.fixedId)
+        let after = Int(input.lastEventId ?? "0") ?? 0
+        let category = input.category?.map(\.rawValue).joined(separator: ",") ?? "all"
+        return .ok(
+            EventStream { write in
+                try await write(EventStream.comment("category \(category)"))
+                for id in after + 1...after + 2 {
+                    try await write(EventStream.event(id: String(id), name: "signal.created", data: s.jsonBytes()))
+                }
+            })
+    }
+
     func triageSignal(_ input: TriageSignal.Input, context: OperationContext) async throws -> TriageSignal.Output {
         if input.ifMatch != "\"1\"" { return .preconditionFailed(.preconditionFailed()) }
         var s = signal(input.signalId)

@@ -48,6 +48,34 @@ struct RouterTests {
         }
     }
 
+    /// `text/event-stream`: the handler's events are written as it produces them, with headers
+    /// that stop proxies from buffering; `stream` is a literal segment, never a signal id; the
+    /// resume header is checked against its pattern like any other parameter.
+    @Test func eventStreamsAreWrittenAsProduced() async throws {
+        try await makeApp().test(.router) { client in
+            try await client.execute(
+                uri: "/v1/signals/stream?category=security", method: .get, headers: Self.h("admin", [("Last-Event-ID", "41")])
+            ) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.contentType] == "text/event-stream")
+                #expect(r.headers[.cacheControl] == "no-store" && r.headers[HTTPField.Name("X-Accel-Buffering")!] == "no")
+                let text = String(buffer: r.body)
+                #expect(
+                    text.hasPrefix(": category security\n\nid: 42\nevent: signal.created\ndata: {\"id\":\"0195793d-10c0-7b9a-a4ed-db491c101707\""))
+                #expect(text.hasSuffix("}\n\n") && text.contains("\n\nid: 43\nevent: signal.created\n"))
+            }
+            try await client.execute(
+                uri: "/v1/signals/stream", method: .get, headers: Self.h("admin", [("Last-Event-ID", "1741500720000-0")])
+            ) { r in
+                #expect(r.status == .badRequest)
+                #expect(String(buffer: r.body).contains("/header/Last-Event-ID"))
+            }
+            try await client.execute(uri: "/v1/signals/stream", method: .get, headers: Self.h("ingest")) { r in
+                #expect(r.status == .forbidden)
+            }
+        }
+    }
+
     @Test func unknownRouteIs404() async throws {
         try await makeApp().test(.router) { client in
             try await client.execute(uri: "/v1/nothing-here", method: .get, headers: Self.h()) { r in

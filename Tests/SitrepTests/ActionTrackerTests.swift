@@ -85,7 +85,8 @@ struct ActionTrackerTests {
         _ client: any TestClientProtocol, _ token: String, title: String, owner: String = "t:omar", due: String = "2026-12-01",
         priority: String = "high", briefingIds: [String] = [], signalIds: [String] = []
     ) async throws -> Action {
-        let links = "\"briefingIds\":[\(briefingIds.map { "\"\($0)\"" }.joined(separator: ","))],"
+        let links =
+            "\"briefingIds\":[\(briefingIds.map { "\"\($0)\"" }.joined(separator: ","))],"
             + "\"signalIds\":[\(signalIds.map { "\"\($0)\"" }.joined(separator: ","))]"
         let body = """
             {"title":"\(title)","ownerId":"\(owner)","ownerName":"Owner \(owner)","dueDate":"\(due)","priority":"\(priority)",\(links)}
@@ -137,7 +138,8 @@ struct ActionTrackerTests {
                 a = next
             }
             let edit = try await Self.patch(
-                client, admin, a, #"{"title":"Freight memo v2","description":"","ownerId":"t:layla","ownerName":"Layla","dueDate":"2026-12-24","priority":"low"}"#)
+                client, admin, a,
+                #"{"title":"Freight memo v2","description":"","ownerId":"t:layla","ownerName":"Layla","dueDate":"2026-12-24","priority":"low"}"#)
             #expect(edit.status == .ok, "\(edit.text)")
             a = try edit.decode(Action.self)
             #expect(a.title == "Freight memo v2" && a.ownerId == "t:layla" && a.ownerName == "Layla" && a.dueDate.description == "2026-12-24")
@@ -188,9 +190,12 @@ struct ActionTrackerTests {
             let exec = h.tokens.executive
             let a = try await Self.create(client, h.tokens.admin, title: "To cancel")
             let uri = "/v1/actions/\(a.id.lowercasedString)/cancel"
-            let blank = try await client.execute(uri: uri, method: .post, headers: Self.headers(exec, ifMatch: a.etag), body: buffer(#"{"reason":"  "}"#))
+            let blank = try await client.execute(
+                uri: uri, method: .post, headers: Self.headers(exec, ifMatch: a.etag), body: buffer(#"{"reason":"  "}"#))
             #expect(blank.status == .unprocessableContent)
-            #expect(try await client.execute(uri: uri, method: .post, headers: Self.headers(exec, ifMatch: a.etag), body: buffer("{}")).status == .unprocessableContent)
+            #expect(
+                try await client.execute(uri: uri, method: .post, headers: Self.headers(exec, ifMatch: a.etag), body: buffer("{}")).status
+                    == .unprocessableContent)
             let key = "cancel-1"
             let first = try await client.execute(
                 uri: uri, method: .post, headers: Self.headers(exec, key: key, ifMatch: a.etag), body: buffer(#"{"reason":"Superseded"}"#))
@@ -263,7 +268,8 @@ struct ActionTrackerTests {
                 uri: "/v1/actions/\(UUID().uuidString.lowercased())/updates", method: .get, headers: .auth(h.tokens.viewer))
             #expect(noAction.status == .notFound)
             let blank = try await client.execute(
-                uri: "/v1/actions/\(mine.id.lowercasedString)/updates", method: .post, headers: Self.headers(h.tokens.admin), body: buffer(#"{"note":" "}"#))
+                uri: "/v1/actions/\(mine.id.lowercasedString)/updates", method: .post, headers: Self.headers(h.tokens.admin),
+                body: buffer(#"{"note":" "}"#))
             #expect(blank.status == .unprocessableContent)
             let tooMuch = try await client.execute(
                 uri: "/v1/actions/\(mine.id.lowercasedString)/updates", method: .post, headers: Self.headers(h.tokens.admin),

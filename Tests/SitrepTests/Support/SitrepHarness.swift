@@ -20,6 +20,8 @@ struct SitrepHarness: Sendable {
     let db: TestDatabase
     let redis: RedisClient
     let tokens: Tokens
+    /// Each instance's live-stream hub, in instance order.
+    var hubs: [SignalStreamHub] = []
 
     struct Tokens: Sendable {
         let viewer: String
@@ -76,31 +78,38 @@ struct SitrepHarness: Sendable {
         _ count: Int, setup: TestingSetup = .router,
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
+        stream: SignalStreamHub.Settings = SignalStreamHub.Settings(),
         _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
             var apps: [any ApplicationProtocol] = []
+            var hubs: [SignalStreamHub] = []
             var extraPools: [PostgresClient] = []
             var extraRedis: [RedisClient] = []
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                sessionIdle: sessionIdle, into: &apps)
+                sessionIdle: sessionIdle, stream: stream, into: &apps, hubs: &hubs)
             for _ in 1..<max(count, 1) {
                 let pool = PostgresClient(configuration: db.configuration, backgroundLogger: TestDatabase.logger)
                 extraPools.append(pool)
                 extraRedis.append(
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                        sessionIdle: sessionIdle, into: &apps))
+                        sessionIdle: sessionIdle, stream: stream, into: &apps, hubs: &hubs))
             }
-            let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens())
+            let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
             let pools = extraPools
+            let runningHubs = hubs
             let result: Result<Void, any Error>
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for pool in pools { group.addTask { await pool.run() } }
+                    for hub in runningHubs { group.addTask { await hub.run() } }
                     defer { group.cancelAll() }
-                    try await Self.nest(apps[...], setup: setup, clients: []) { clients in try await body(clients, harness) }
+                    try await Self.nest(apps[...], setup: setup, clients: []) { clients in
+                        defer { runningHubs.forEach { $0.endStreams() } }  // so the servers can drain and stop
+                        try await body(clients, harness)
+                    }
                 }
                 result = .success(())
             } catch {
@@ -124,7 +133,8 @@ struct SitrepHarness: Sendable {
     /// Wires one instance the way `sitrep serve` does and returns its Redis client.
     private static func makeApplication(
         db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
-        dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, into apps: inout [any ApplicationProtocol]
+        dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
+        into apps: inout [any ApplicationProtocol], hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
             guard let url = overrideRedis ?? redisURL else { throw RedisNotConfigured() }
@@ -163,8 +173,13 @@ struct SitrepHarness: Sendable {
                 logger: TestDatabase.logger)
             runtime.allowedOrigins = [Self.publicURL]
             let migrations = db.migrations
+            let hub = SignalStreamHub(
+                db: dbClient, redis: redis,
+                subscriber: RedisSubscriber(configuration: rc, channels: [SignalStreamHub.channel], logger: TestDatabase.logger), settings: stream,
+                logger: TestDatabase.logger)
+            hubs.append(hub)
             let handlers = SitrepHandlers(
-                db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions,
+                db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions, signalHub: hub,
                 pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })

@@ -426,8 +426,6 @@ public struct Checker {
                             continue
                         }
                         checkType(schema, path: cp + ["schema"], allowNullable: false)
-                    } else if mt == "text/event-stream" && !planned {
-                        fail(cp, "text/event-stream responses are only supported on x-planned operations for now")
                     }
                 }
             }

@@ -109,6 +109,8 @@ public enum BodyIR: Equatable, Sendable {
     case problem
     /// A non-JSON body carried as bytes (`application/pdf`, `text/csv`, …).
     case raw(contentType: String)
+    /// `text/event-stream`: Server-Sent Events written as they happen (``EventStream`` at run time).
+    case eventStream
 }
 
 public struct HeaderIR: Equatable, Sendable {

@@ -109,6 +109,8 @@ public enum ModelBuilder {
                         bodyIR = .problem
                     } else if mt == "application/json" || mt.hasSuffix("+json"), let s = access.content(c)?.schema {
                         bodyIR = .json(fixEnums(typeIR(s).0))
+                    } else if mt == "text/event-stream" {
+                        bodyIR = .eventStream
                     } else {
                         bodyIR = .raw(contentType: mt)
                     }

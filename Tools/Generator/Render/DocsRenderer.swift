@@ -63,6 +63,7 @@ public enum DocsRenderer {
             case .json(let t): body = type(t)
             case .problem: body = "<a href=\"#schema-Problem\">Problem</a>"
             case .raw(let ct): body = esc(ct)
+            case .eventStream: body = "text/event-stream"
             case .none: body = "—"
             }
             h +=

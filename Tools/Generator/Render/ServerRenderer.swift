@@ -234,6 +234,7 @@ public enum ServerRenderer {
             case .json(let t): assoc.append(TypeRendering.swiftType(t))
             case .problem: assoc.append("Problem")
             case .raw: assoc.append("[UInt8]")
+            case .eventStream: assoc.append("EventStream")
             case .none: break
             }
             for h in r.headers { assoc.append("\(h.swiftName): String" + (h.required ? "" : "?")) }
@@ -343,7 +344,7 @@ public enum ServerRenderer {
         for r in op.responses {
             var binds: [String] = []
             switch r.body {
-            case .json, .raw, .problem: binds.append("let body")
+            case .json, .raw, .problem, .eventStream: binds.append("let body")
             case .none: break
             }
             for h in r.headers { binds.append("let \(h.swiftName)") }
@@ -370,6 +371,8 @@ public enum ServerRenderer {
                 w.line("    return try .problem(body.with(status: \(r.status)), validate: validate)")
             case .raw(let ct):
                 w.line("    return EncodedResponse(status: \(r.status)\(hArg), contentType: \(SwiftLiteral.string(ct)), body: body)")
+            case .eventStream:
+                w.line("    return EncodedResponse(status: \(r.status)\(hArg), contentType: \"text/event-stream\", stream: body)")
             case .none:
                 w.line("    return EncodedResponse(status: \(r.status)\(hArg))")
             }
