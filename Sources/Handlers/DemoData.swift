@@ -188,6 +188,20 @@ public enum DemoData {
                             'Sitrep Briefing Writer', 'app:demo-briefing-writer', \(now))
                     """, logger: logger)
             }
+            // Briefing recipients (local stand-in numbers; nothing real is ever messaged in development).
+            let recipients: [(String, String, String?, String, [String])] = [
+                ("Dr. Aisha Al Nuaimi", "+971552345678", "aisha@dataoffice.example.gov", "en", ["whatsapp", "sms", "email"]),
+                ("خالد المزروعي", "+971501112233", nil, "ar", ["whatsapp", "sms"]),
+                ("Fatima Al Suwaidi", "+971504445566", "fatima@dataoffice.example.gov", "en", ["email"]),
+            ]
+            for (name, phone, email, language, channels) in recipients {
+                try await conn.query(
+                    """
+                    INSERT INTO recipients (id, name, phone, email, language, channels)
+                    VALUES (\(UUIDv7.make(at: now)), \(name), \(phone), \(email), \(language), \(channels))
+                    ON CONFLICT (phone) DO NOTHING
+                    """, logger: logger)
+            }
             // Actions with owners and due dates.
             let actions: [(String, String, String, Double, String)] = [
                 ("Brief the minister on Red Sea shipping exposure", "omar.haddad", "high", 1, "open"),
@@ -208,7 +222,7 @@ public enum DemoData {
                     """, logger: logger)
             }
         }
-        return "demo data: \(created) new signals (of \(count)), posture for 6 domains, a draft briefing, 5 actions"
+        return "demo data: \(created) new signals (of \(count)), posture for 6 domains, a draft briefing, 5 actions, 3 recipients"
     }
 
     /// `omar.haddad` → `Omar Haddad`.

@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 import Generated
 import HTTPTypes
@@ -368,6 +369,48 @@ struct ActionTrackerTests {
                 uri: "/v1/actions", method: .post, headers: Self.headers(token, key: "double-tap"), body: buffer(body))
             #expect(fresh.status == .created && fresh.headers[HTTPField.Name("Idempotent-Replayed")!] == nil)
             #expect(try await Self.count("SELECT count(*)::int8 FROM actions WHERE title = 'Exactly once'", h) == 2)
+        }
+    }
+
+    /// `x-rate-limit: writes` over HTTP on two instances sharing one Redis: one budget, the IETF
+    /// headers on every answer, 429 with Retry-After past it; with Redis stopped, writes are
+    /// limited per instance (fail open) and sign-in is refused (fail closed).
+    @Test func twoInstancesShareOneWriteBudgetAndRedisDownFailsOpenOrClosed() async throws {
+        let server = try PrivateRedisServer.make()
+        try await server.startAsync()
+        defer { server.remove() }
+        let policies: [String: RedisRateLimiter.Policy] = [
+            "writes": .init(limit: 4, windowSeconds: 60), "ingest": .init(limit: 100, windowSeconds: 60),
+            "messaging": .init(limit: 100, windowSeconds: 60, failClosed: true), "auth": .init(limit: 100, windowSeconds: 60, failClosed: true),
+            "webhook": .init(limit: 100, windowSeconds: 60),
+        ]
+        try await SitrepHarness.instances(2, rateLimits: policies, redisURL: server.url) { clients, h in
+            let pem = try DevIssuer.loadOrCreatePrivateKey(at: SitrepHarness.keyPath)
+            func token() async throws -> String {
+                try await DevIssuer.token(privateKeyPEM: pem, roles: ["Sitrep.Admin"], user: "rl-\(UUID())", name: "RL", mfa: false, app: false)
+            }
+            let body = #"{"title":"Budgeted","ownerId":"t:o","ownerName":"O","dueDate":"2026-12-01","priority":"low"}"#
+            let admin = try await token()
+            var statuses: [Int] = []
+            for i in 0..<6 {
+                let r = try await clients[i % 2].execute(uri: "/v1/actions", method: .post, headers: Self.headers(admin), body: buffer(body))
+                statuses.append(Int(r.status.code))
+                #expect(r.headers[.rateLimitPolicy] == "\"writes\";q=4;w=60", "\(r.headers)")
+                let remaining = r.headers[.rateLimit].flatMap { $0.split(separator: ";").first { $0.hasPrefix("r=") } }
+                #expect(remaining == "r=\(max(0, 3 - i))", "\(i): \(r.headers[.rateLimit] ?? "none")")
+                if r.status == .tooManyRequests {
+                    #expect(r.problemCode == "rate_limit.exceeded" && Int(r.headers[.retryAfter] ?? "") ?? 0 > 0)
+                }
+            }
+            #expect(statuses == [201, 201, 201, 201, 429, 429], "one budget across both instances")
+
+            try await server.stopAsync()
+            let other = try await token()
+            let open = try await clients[1].execute(uri: "/v1/actions", method: .post, headers: Self.headers(other), body: buffer(body))
+            #expect(open.status == .created && open.headers[.rateLimitPolicy] == "\"writes\";q=4;w=60", "writes fail open: \(open.text)")
+            let login = try await clients[0].execute(uri: "/v1/auth/login", method: .get)
+            #expect(login.status == .serviceUnavailable && login.problemCode == "dependency.unavailable", "sign-in fails closed: \(login.text)")
+            _ = h
         }
     }
 }
