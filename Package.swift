@@ -127,10 +127,34 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Outbound messaging: Twilio Messages (WhatsApp, SMS) and SendGrid mail send over
+        // async-http-client, and Twilio's request signatures.
+        .target(
+            name: "Twilio",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // A local stand-in for Twilio and SendGrid with scripted behaviours, for development
+        // (`Tools/run`) and tests; refused in production.
+        .target(
+            name: "ProviderStandIn",
+            dependencies: [
+                "Twilio",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "Handlers",
             dependencies: [
-                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF",
+                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -177,7 +201,8 @@ let package = Package(
         .testTarget(
             name: "SitrepTests",
             dependencies: [
-                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "BriefingPDF",
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "BriefingPDF", "Twilio",
+                "ProviderStandIn",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
