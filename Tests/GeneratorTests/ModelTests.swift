@@ -81,6 +81,39 @@ struct RenderTests {
             "Render of \(name) differs from Fixtures/golden/\(name); run with UPDATE_GOLDENS=1 if the change is intended")
     }
 
+    /// `text/event-stream` responses become an `EventStream` the handler produces into, encoded
+    /// as a streamed response rather than bytes.
+    @Test func eventStreamResponsesAreStreamed() throws {
+        let spec = Fixtures.mini.replacingOccurrences(
+            of: "  /v1/notes/{noteId}:\n",
+            with: """
+                  /v1/notes/stream:
+                    get:
+                      operationId: streamNotes
+                      tags: [Notes]
+                      summary: Stream notes
+                      x-roles: [Sitrep.Viewer]
+                      responses:
+                        '200':
+                          description: Events.
+                          content:
+                            text/event-stream:
+                              schema: {type: string}
+                        '401': {$ref: '#/components/responses/Problem'}
+                        '403': {$ref: '#/components/responses/Problem'}
+                        '500': {$ref: '#/components/responses/Problem'}
+                  /v1/notes/{noteId}:
+
+                """)
+        let loaded = try Loader.load(text: spec)
+        let model = ModelBuilder.build(loaded)
+        let stream = try #require(model.operations.first { $0.operationId == "streamNotes" })
+        #expect(stream.responses.first?.body == .eventStream)
+        let operations = try #require(ServerRenderer.render(model, specText: spec)["Operations.swift"])
+        #expect(operations.contains("case ok(EventStream)"))
+        #expect(operations.contains("return EncodedResponse(status: 200, contentType: \"text/event-stream\", stream: body)"))
+    }
+
     @Test func outputIsDeterministic() throws {
         let a = ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)
         let b = ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)
