@@ -176,14 +176,20 @@ public final class SignalStreamHub: Sendable {
         for c in all { c.finish() }
     }
 
+    /// Reads the event log's head once, at start: events before it are history (replay only).
+    private func start() async throws {
+        guard state.withLock({ $0.lastSeq }) == nil else { return }
+        var head: Int64 = 0
+        for try await v in try await db.query("SELECT coalesce(max(seq), 0)::int8 FROM signal_events", logger: logger).decode(Int64.self) {
+            head = v
+        }
+        state.withLock { s in if s.lastSeq == nil { s.lastSeq = head } }
+    }
+
     /// Reads events after the last one handed out and delivers them.
     private func pump() async throws {
         if state.withLock({ $0.lastSeq }) == nil {
-            var head: Int64 = 0
-            for try await v in try await db.query("SELECT coalesce(max(seq), 0)::int8 FROM signal_events", logger: logger).decode(Int64.self) {
-                head = v
-            }
-            state.withLock { s in if s.lastSeq == nil { s.lastSeq = head } }
+            try await start()
             return
         }
         while true {
@@ -266,8 +272,9 @@ public final class SignalStreamHub: Sendable {
 
     /// A stream for one client: the events after `lastEventId` from the database (within the
     /// replay window), then live ones, with heartbeats; ends when the client goes away or is too
-    /// slow. Throws (503) when the hub has not read the event log yet.
-    public func subscribe(filter: Filter, lastEventId: Int64?) throws -> EventStream {
+    /// slow. A subscriber arriving before the hub has read the log's head reads it itself.
+    public func subscribe(filter: Filter, lastEventId: Int64?) async throws -> EventStream {
+        try await start()
         let (live, continuation) = AsyncStream.makeStream(of: Chunk.self, bufferingPolicy: .bufferingOldest(settings.bufferLimit))
         let registered: (id: Int, liveFrom: Int64)? = state.withLock { s in
             guard let head = s.lastSeq else { return nil }
@@ -309,6 +316,7 @@ extension SitrepHandlers {
             return .serviceUnavailable(.serviceUnavailable("The live stream is not configured on this instance.", retryAfter: 30))
         }
         let filter = SignalStreamHub.Filter(categories: input.category, minSeverity: input.minSeverity)
-        return .ok(try signalHub.subscribe(filter: filter, lastEventId: input.lastEventId.flatMap { Int64($0) }))
+        let lastEventId = input.lastEventId.flatMap { Int64($0) }
+        return .ok(try await database { try await signalHub.subscribe(filter: filter, lastEventId: lastEventId) })
     }
 }

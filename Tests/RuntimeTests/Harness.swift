@@ -25,7 +25,7 @@ struct TestAuthenticator: Authenticator {
 
 /// A rate limiter that allows `limit` calls per policy and key, then refuses.
 actor CountingRateLimiter: RateLimiter {
-    nonisolated let policies: Set<String> = ["writes", "ingest", "auth", "webhook"]
+    nonisolated let policies: Set<String> = ["writes", "ingest", "auth", "webhook", "messaging"]
     let limit: Int
     var counts: [String: Int] = [:]
     init(limit: Int) { self.limit = limit }

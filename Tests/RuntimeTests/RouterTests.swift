@@ -221,11 +221,11 @@ struct RouterTests {
 
     @Test func plannedOperationIs501() async throws {
         try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/v1/actions", method: .get, headers: Self.h()) { r in
+            try await client.execute(uri: "/v1/treasury/uploads", method: .get, headers: Self.h()) { r in
                 #expect(r.status == .notImplemented)
                 #expect(
                     String(buffer: r.body)
-                        == #"{"type":"/problems/not_implemented","title":"Not implemented","status":501,"detail":"listActions is in the contract but not implemented yet (x-planned).","instance":"/v1/actions","code":"not_implemented","requestId":"req-1"}"#
+                        == #"{"type":"/problems/not_implemented","title":"Not implemented","status":501,"detail":"listTreasuryUploads is in the contract but not implemented yet (x-planned).","instance":"/v1/treasury/uploads","code":"not_implemented","requestId":"req-1"}"#
                 )
             }
         }
@@ -267,7 +267,7 @@ struct RouterTests {
                 #expect(String(buffer: r.body) == #"{"items":[],"nextCursor":null}"#)
             }
             try await client.execute(uri: "/v1/signals/stream", method: .get, headers: Self.h()) { r in
-                #expect(r.status == .notImplemented)
+                #expect(r.status == .ok && r.headers[.contentType] == "text/event-stream")
             }
         }
     }

@@ -14,7 +14,8 @@ struct IdempotencyStoreTests {
         let conn = try #require(transaction as? PostgresConnection)
         let id = UUID()
         try await conn.query(
-            "INSERT INTO actions (id, title, owner_id, assigned_by) VALUES (\(id), \(title), 'owner', 'test')", logger: TestDatabase.logger)
+            "INSERT INTO actions (id, title, owner_id, assigned_by, due_date) VALUES (\(id), \(title), 'owner', 'test', current_date)",
+            logger: TestDatabase.logger)
         return EncodedResponse(
             status: status, headers: [(.location, "/v1/actions/\(id)")], contentType: "application/json",
             body: Array("{\"id\":\"\(id)\"}".utf8))

@@ -159,7 +159,7 @@ struct SignalStreamTests {
             // Wait for the hub to have read the log's head, then subscribe without ever reading.
             var stream: EventStream?
             for _ in 0..<100 where stream == nil {
-                stream = try? hub.subscribe(filter: .init(categories: nil, minSeverity: nil), lastEventId: nil)
+                stream = try? await hub.subscribe(filter: .init(categories: nil, minSeverity: nil), lastEventId: nil)
                 if stream == nil { try await Task.sleep(for: .milliseconds(20)) }
             }
             #expect(stream != nil && hub.counts.connected == 1)
