@@ -144,7 +144,7 @@ let package = Package(
         .target(
             name: "ProviderStandIn",
             dependencies: [
-                "Twilio",
+                "Twilio", "SitrepRuntime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

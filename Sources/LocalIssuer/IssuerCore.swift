@@ -4,6 +4,7 @@ import Hummingbird
 import JWTKit
 import Logging
 import NIOCore
+import SitrepRuntime
 import Synchronization
 
 /// The endpoint URLs of a local issuer listening at `base` (`http://127.0.0.1:<port>`), laid out

@@ -1,6 +1,7 @@
 import Auth
 import Hummingbird
 import Logging
+import SitrepRuntime
 
 /// A small OpenID Connect provider for development and tests, laid out like an Azure AD v2
 /// tenant: discovery, JWKS, an authorization endpoint (authorization code with PKCE S256) and a
@@ -48,50 +49,19 @@ public final class LocalIssuer: Sendable {
         let core = try IssuerCore(configuration: configuration, logger: logger)
         let router = Router()
         core.addRoutes(to: router)
-
-        let urlHost = Self.urlHost(forBindHost: host)
-
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            onServerRunning: { channel in
-                let bound = channel.localAddress?.port ?? 0
-                // Known before the port is announced, so no request can see an empty issuer.
-                core.state.withLock { $0.base = "http://\(urlHost):\(bound)" }
-                continuation.yield(bound)
-                continuation.finish()
-            },
-            logger: logger
-        )
-        let server = Task {
-            // Also ends the wait below when the server fails to start.
-            defer { continuation.finish() }
-            try await app.run()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let bound = await iterator.next(), bound > 0 else {
-            server.cancel()
-            let outcome = await server.result
-            if case .failure(let error) = outcome {
-                throw LocalIssuerError("the local issuer could not listen on \(host):\(port): \(error)")
+        let started: (port: Int, baseURL: String, server: Task<Void, any Error>)
+        do {
+            // The base is set before the port is announced, so no request can see an empty issuer.
+            started = try await LocalServer.start(router: router, host: host, port: port, logger: logger) { base in
+                core.state.withLock { $0.base = base }
             }
-            throw LocalIssuerError("the local issuer did not start on \(host):\(port)")
+        } catch {
+            throw LocalIssuerError("the local issuer \(error)")
         }
         let issuer = LocalIssuer(
-            configuration: configuration, port: bound, baseURL: "http://\(urlHost):\(bound)", core: core, server: server)
+            configuration: configuration, port: started.port, baseURL: started.baseURL, core: core, server: started.server)
         logger.info("local OIDC issuer listening", metadata: ["issuer": "\(issuer.issuer)"])
         return issuer
-    }
-
-    /// The host to put in URLs for a bind address: a wildcard address is reached over loopback;
-    /// IPv6 needs brackets.
-    static func urlHost(forBindHost host: String) -> String {
-        var urlHost = host
-        if host == "0.0.0.0" { urlHost = "127.0.0.1" }
-        if host == "::" { urlHost = "::1" }
-        if urlHost.contains(":") { urlHost = "[\(urlHost)]" }
-        return urlHost
     }
 
     /// Stops listening and waits for the server to finish. Safe to call more than once.

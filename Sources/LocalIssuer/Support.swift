@@ -126,16 +126,6 @@ func randomToken() -> String {
     return base64URL(Data(bytes))
 }
 
-/// Compares secrets without stopping at the first difference (the length is not secret).
-func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-    let x = Array(a.utf8)
-    let y = Array(b.utf8)
-    guard x.count == y.count else { return false }
-    var difference: UInt8 = 0
-    for i in x.indices { difference |= x[i] ^ y[i] }
-    return difference == 0
-}
-
 /// Seconds since 1970, whole.
 func unixNow() -> Int64 {
     Int64(Date().timeIntervalSince1970.rounded(.down))

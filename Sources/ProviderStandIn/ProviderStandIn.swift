@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Hummingbird
 import Logging
 import NIOCore
+import SitrepRuntime
 import Twilio
 
 /// A local stand-in for Twilio's Messages API and SendGrid's Mail Send, for development and
@@ -52,38 +53,15 @@ public final class ProviderStandIn: Sendable {
         let core = StandInCore(configuration: configuration, logger: logger, callbackClient: callbackClient)
         let router = Router()
         core.addRoutes(to: router)
-
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: nil),
-            onServerRunning: { channel in
-                continuation.yield(channel.localAddress?.port ?? 0)
-                continuation.finish()
-            },
-            logger: logger
-        )
-        let server = Task {
-            // Also ends the wait below when the server fails to start.
-            defer { continuation.finish() }
-            try await app.run()
-        }
-        var iterator = ports.makeAsyncIterator()
-        guard let bound = await iterator.next(), bound > 0 else {
-            server.cancel()
-            let outcome = await server.result
+        let started: (port: Int, baseURL: String, server: Task<Void, any Error>)
+        do {
+            started = try await LocalServer.start(router: router, host: host, port: port, logger: logger)
+        } catch {
             try? await callbackClient.shutdown()
-            if case .failure(let error) = outcome {
-                throw ProviderStandInError("the provider stand-in could not listen on \(host):\(port): \(error)")
-            }
-            throw ProviderStandInError("the provider stand-in did not start on \(host):\(port)")
+            throw ProviderStandInError("the provider stand-in \(error)")
         }
-        var urlHost = host
-        if host == "0.0.0.0" { urlHost = "127.0.0.1" }
-        if host == "::" { urlHost = "::1" }
-        if urlHost.contains(":") { urlHost = "[\(urlHost)]" }
         let standIn = ProviderStandIn(
-            configuration: configuration, port: bound, baseURL: "http://\(urlHost):\(bound)", core: core, server: server)
+            configuration: configuration, port: started.port, baseURL: started.baseURL, core: core, server: started.server)
         logger.info("provider stand-in (Twilio, SendGrid) listening", metadata: ["baseURL": "\(standIn.baseURL)"])
         return standIn
     }

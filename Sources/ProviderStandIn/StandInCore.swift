@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import SitrepRuntime
 import Synchronization
 import Twilio
 
@@ -97,7 +98,7 @@ final class StandInCore: Sendable {
     /// path; otherwise the answer Twilio would give.
     func twilioAuthenticationFailure(_ request: Request, account: String) -> Response? {
         let expected = "Basic " + Data("\(configuration.accountSid):\(configuration.authToken)".utf8).base64EncodedString()
-        guard let given = request.headers[.authorization], Self.constantTimeEqual(given, expected) else {
+        guard let given = request.headers[.authorization], constantTimeEqual(given, expected) else {
             return Self.twilioError(401, code: 20003, "Authenticate", headers: [.wwwAuthenticate: #"Basic realm="Twilio API""#])
         }
         guard account == configuration.accountSid else {
@@ -375,14 +376,5 @@ final class StandInCore: Sendable {
             let byte = UInt8.random(in: .min ... .max, using: &generator)
             return String(byte >> 4, radix: 16) + String(byte & 0x0F, radix: 16)
         }.joined()
-    }
-
-    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8)
-        let y = Array(b.utf8)
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for i in x.indices { difference |= x[i] ^ y[i] }
-        return difference == 0
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import SitrepRuntime
 import Twilio
 
 extension StandInCore {
@@ -21,7 +22,7 @@ extension StandInCore {
             record(request, destination: recipients.first, status: Int(response.status.code))
             return response
         }
-        guard let given = request.headers[.authorization], Self.constantTimeEqual(given, "Bearer " + configuration.sendGridAPIKey)
+        guard let given = request.headers[.authorization], constantTimeEqual(given, "Bearer " + configuration.sendGridAPIKey)
         else {
             return answer(Self.sendGridError(401, [("The provided authorization grant is invalid, expired, or revoked", nil)]))
         }

@@ -27,12 +27,15 @@ public struct OperationInfo: Sendable {
     public let bodyRequired: Bool
     /// `x-planned: true`: answered with a 501 problem until a later issue implements it.
     public let planned: Bool
+    /// A success answer is a `text/event-stream` that stays open until the client leaves.
+    public let streams: Bool
 
     public init(
         id: String, tag: String, method: HTTPRequest.Method, path: String, security: [String], roles: [String],
         mfa: Bool, idempotency: Bool, rateLimit: String?, statuses: Set<Int>, requestContentTypes: [String],
-        bodyRequired: Bool, planned: Bool
+        bodyRequired: Bool, planned: Bool, streams: Bool = false
     ) {
+        self.streams = streams
         self.id = id
         self.tag = tag
         self.method = method

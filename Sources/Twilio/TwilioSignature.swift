@@ -22,22 +22,30 @@ public enum TwilioSignature {
     /// port added (`:443`) or removed, since Twilio may sign either form.
     public static func isValid(signature: String, url: String, parameters: [(String, String)], authToken: String) -> Bool {
         guard let given = Data(base64Encoded: signature), given.count == Insecure.SHA1.byteCount else { return false }
+        let key = SymmetricKey(data: Array(authToken.utf8))
         var valid = false
-        // Every candidate is checked, so the time taken does not depend on which one matched.
+        // Every candidate is checked (swift-crypto compares in constant time), so the time taken
+        // does not depend on which one matched.
         for candidate in urlVariants(url) {
-            let code = mac(url: candidate, parameters: parameters, authToken: authToken)
-            valid = constantTimeEqual(Array(code), Array(given)) || valid
+            valid =
+                HMAC<Insecure.SHA1>.isValidAuthenticationCode(given, authenticating: signed(url: candidate, parameters: parameters), using: key)
+                || valid
         }
         return valid
     }
 
     static func mac(url: String, parameters: [(String, String)], authToken: String) -> HashedAuthenticationCode<Insecure.SHA1> {
+        HMAC<Insecure.SHA1>.authenticationCode(for: signed(url: url, parameters: parameters), using: SymmetricKey(data: Array(authToken.utf8)))
+    }
+
+    /// The signed text: the URL, then each parameter's name and value, sorted.
+    static func signed(url: String, parameters: [(String, String)]) -> [UInt8] {
         var text = Array(url.utf8)
         for (name, value) in sorted(parameters) {
             text += name.utf8
             text += value.utf8
         }
-        return HMAC<Insecure.SHA1>.authenticationCode(for: text, using: SymmetricKey(data: Array(authToken.utf8)))
+        return text
     }
 
     /// Sorted by name, then by value for a repeated name (as Twilio does for list parameters),
@@ -64,12 +72,5 @@ public enum TwilioSignature {
         }
         guard let other = components.string, other != url else { return [url] }
         return [url, other]
-    }
-
-    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        guard a.count == b.count else { return false }
-        var difference: UInt8 = 0
-        for i in a.indices { difference |= a[i] ^ b[i] }
-        return difference == 0
     }
 }

@@ -110,7 +110,7 @@ struct RenderTests {
         let stream = try #require(model.operations.first { $0.operationId == "streamNotes" })
         #expect(stream.responses.first?.body == .eventStream)
         let operations = try #require(ServerRenderer.render(model, specText: spec)["Operations.swift"])
-        #expect(operations.contains("case ok(EventStream)"))
+        #expect(operations.contains("case ok(EventStream)") && operations.contains("planned: false, streams: true)"))
         #expect(operations.contains("return EncodedResponse(status: 200, contentType: \"text/event-stream\", stream: body)"))
     }
 

@@ -64,7 +64,7 @@ struct RoleMatrixTests {
                     headers[.xRequestID] = "matrix"
                     // An admitted stream would stay open; a resume id that breaks its pattern ends the
                     // call at 400, which the router only reaches after the role check.
-                    if op.id == "streamSignals" { headers[HTTPField.Name("Last-Event-ID")!] = "not-a-number" }
+                    if op.streams { headers[HTTPField.Name("Last-Event-ID")!] = "not-a-number" }
                     try await client.execute(uri: path, method: op.method, headers: headers, body: body) { r in
                         let who = role ?? "no role"
                         if allowed {

@@ -198,7 +198,8 @@ public enum ServerRenderer {
         w.line("    path: \(SwiftLiteral.string(op.path)), security: \(list(op.security)), roles: \(list(op.roles)),")
         w.line("    mfa: \(op.mfa), idempotency: \(op.idempotency), rateLimit: \(op.rateLimit.map(SwiftLiteral.string) ?? "nil"),")
         w.line("    statuses: [\(statuses)], requestContentTypes: \(list(op.requestBody?.contentTypes ?? [])),")
-        w.line("    bodyRequired: \(op.requestBody?.required ?? false), planned: \(op.planned))")
+        let streams = op.responses.contains { $0.body == .eventStream }
+        w.line("    bodyRequired: \(op.requestBody?.required ?? false), planned: \(op.planned)\(streams ? ", streams: true" : ""))")
         w.line()
 
         // Input
