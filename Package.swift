@@ -151,10 +151,21 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // The dispatch worker: claims due deliveries and walks them through WhatsApp → SMS →
+        // e-mail, crash-safe (attempts recorded before each call, reconciled after a crash).
+        .target(
+            name: "DeliveryWorker",
+            dependencies: [
+                "SitrepRuntime", "Storage", "Twilio", "BriefingPDF",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "Handlers",
             dependencies: [
-                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio",
+                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio", "DeliveryWorker",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -164,7 +175,8 @@ let package = Package(
         .executableTarget(
             name: "sitrep",
             dependencies: [
-                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer",
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "Twilio", "DeliveryWorker",
+                "ProviderStandIn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -202,7 +214,7 @@ let package = Package(
             name: "SitrepTests",
             dependencies: [
                 "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "BriefingPDF", "Twilio",
-                "ProviderStandIn",
+                "ProviderStandIn", "DeliveryWorker",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

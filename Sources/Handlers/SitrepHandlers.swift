@@ -18,14 +18,18 @@ public struct SitrepHandlers: SitrepAPI {
     let sessions: BrowserSessions?
     /// The live signal stream's fan-out; nil: `streamSignals` answers 503.
     let signalHub: SignalStreamHub?
+    /// The Twilio status callback's keys; nil: `receiveTwilioStatus` answers 503.
+    let twilioWebhook: TwilioWebhookSettings?
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
-        sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, pendingMigrations: @escaping @Sendable () async throws -> [String]
+        sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, twilioWebhook: TwilioWebhookSettings? = nil,
+        pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
         self.sessions = sessions
         self.signalHub = signalHub
+        self.twilioWebhook = twilioWebhook
         self.db = db
         self.redis = redis
         self.stepUpContext = stepUpContext

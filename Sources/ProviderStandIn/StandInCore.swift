@@ -55,6 +55,7 @@ final class StandInCore: Sendable {
                 request, account: context.parameters.get("account") ?? "", sid: context.parameters.get("sid") ?? "")
         }
         router.post("/v3/mail/send") { request, _ in await self.sendMail(request) }
+        router.get("/v3/messages") { request, _ in self.findMessages(request) }
     }
 
     // MARK: Controls

@@ -65,6 +65,94 @@ extension StandInCore {
         }
     }
 
+    // MARK: Email Activity
+
+    /// `GET /v3/messages` (Email Activity "Filter all messages"): Bearer authentication, `limit`
+    /// (1...1000, default 10) and a `query` of exactly one of `unique_args['NAME']="VALUE"`,
+    /// `msg_id="VALUE"` or `to_email="VALUE"` (anything else is a 400 on `query`). One row per
+    /// accepted mail that matches, newest first, `delivered`, its `msg_id` the mail's `X-Message-Id`
+    /// + `.filter0001p1`. Scripted behaviours do not apply.
+    func findMessages(_ request: Request) -> Response {
+        let parameters = FormEncoding.decode(request.uri.query ?? "")
+        func value(_ name: String) -> String? { parameters.first { $0.0 == name }?.1 }
+        let filter = value("query").flatMap(Self.activityFilter)
+        func answer(_ response: Response) -> Response {
+            var destination: String?
+            if case .toEmail(let email) = filter { destination = email }
+            record(request, destination: destination, status: Int(response.status.code))
+            return response
+        }
+        guard let given = request.headers[.authorization], constantTimeEqual(given, "Bearer " + configuration.sendGridAPIKey)
+        else {
+            return answer(Self.sendGridError(401, [("The provided authorization grant is invalid, expired, or revoked", nil)]))
+        }
+        var limit = 10
+        if let text = value("limit") {
+            guard let number = Int(text), (1...1000).contains(number) else {
+                return answer(Self.sendGridError(400, [("limit must be an integer between 1 and 1000", "limit")]))
+            }
+            limit = number
+        }
+        guard let filter else {
+            let message = #"unsupported query: use unique_args['NAME']="VALUE", msg_id="VALUE" or to_email="VALUE""#
+            return answer(Self.sendGridError(400, [(message, "query")]))
+        }
+        let mails = state.withLock { $0.mails }
+        let rows = mails.reversed().filter { filter.matches($0) }.prefix(limit).map(Self.activityObject)
+        return answer(Self.jsonResponse(Self.json(["messages": Array(rows)])))
+    }
+
+    /// The query forms the stand-in understands.
+    enum ActivityFilter: Equatable {
+        case customArg(name: String, value: String)
+        case msgId(String)
+        case toEmail(String)
+
+        func matches(_ mail: StandInMail) -> Bool {
+            switch self {
+            case .customArg(let name, let value): return mail.customArgs[name] == value
+            case .msgId(let id): return StandInCore.activityMessageId(mail) == id
+            case .toEmail(let email): return mail.recipients.first?.lowercased() == email.lowercased()
+            }
+        }
+    }
+
+    /// The filter `query` asks for, or nil when it is not one of the supported forms.
+    static func activityFilter(_ query: String) -> ActivityFilter? {
+        /// `"VALUE"` (no quote inside) → VALUE.
+        func quoted(_ text: Substring) -> String? {
+            guard text.count >= 2, text.first == "\"", text.last == "\"" else { return nil }
+            let inner = text.dropFirst().dropLast()
+            return inner.contains("\"") ? nil : String(inner)
+        }
+        if query.hasPrefix("unique_args['") {
+            let rest = query.dropFirst("unique_args['".count)
+            guard let end = rest.range(of: "']=") else { return nil }
+            let name = rest[..<end.lowerBound]
+            let isName =
+                !name.isEmpty
+                && name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+            guard isName, let value = quoted(rest[end.upperBound...]) else { return nil }
+            return .customArg(name: String(name), value: value)
+        }
+        if query.hasPrefix("msg_id=") { return quoted(query.dropFirst("msg_id=".count)).map(ActivityFilter.msgId) }
+        if query.hasPrefix("to_email=") { return quoted(query.dropFirst("to_email=".count)).map(ActivityFilter.toEmail) }
+        return nil
+    }
+
+    /// The Email Activity `msg_id` of `mail`: its `X-Message-Id` and a filter suffix, like SendGrid's.
+    static func activityMessageId(_ mail: StandInMail) -> String { mail.messageId + ".filter0001p1" }
+
+    static func activityObject(_ mail: StandInMail) -> [String: Any] {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return [
+            "from_email": mail.from, "msg_id": activityMessageId(mail), "subject": mail.subject,
+            "to_email": mail.recipients.first ?? "", "status": "delivered", "opens_count": 0, "clicks_count": 0,
+            "last_event_time": formatter.string(from: mail.receivedAt),
+        ]
+    }
+
     struct MailProblems: Error {
         var errors: [(String, String?)]
     }

@@ -698,6 +698,130 @@ extension ProviderTests {
     }
 }
 
+// MARK: - SendGrid Email Activity
+
+extension ProviderTests {
+    @Suite("SendGrid email activity against the stand-in")
+    struct SendGridActivityLookup {
+        static let attempt = "1F0C7A2E-5B3D-4E8A-9C61-2D4B7E0A9F13"
+
+        /// A mail to `to` carrying `sitrep_attempt=attempt`; its `X-Message-Id`.
+        static func send(_ s: ProviderSession, to: String = "reader@gov.test", attempt: String) async throws -> String {
+            try await s.sendGrid.send(
+                to: to, name: nil, subject: "Briefing \(attempt.prefix(4))", text: "x", html: nil, attachment: nil,
+                customArgs: ["sitrep_attempt": attempt, "delivery": "d-1"])
+        }
+
+        /// `GET /v3/messages?<query>` straight over HTTP, with the stand-in's key.
+        static func get(_ s: ProviderSession, _ query: [(String, String)]) async throws -> (status: Int, json: [String: Any]) {
+            var request = HTTPClientRequest(url: s.standIn.baseURL + "/v3/messages?" + FormEncoding.encode(query))
+            request.headers.add(name: "Authorization", value: "Bearer " + s.standIn.configuration.sendGridAPIKey)
+            let response = try await s.client.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            let json = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+            return (Int(response.status.code), json)
+        }
+
+        @Test func mailSentWithAnAttemptArgIsFound() async throws {
+            try await ProviderSession.run { s in
+                let id = try await Self.send(s, attempt: Self.attempt)
+                _ = try await Self.send(s, to: "other@gov.test", attempt: "another-attempt")
+                let found = try await s.sendGrid.findMessages(customArg: "sitrep_attempt", value: Self.attempt)
+                #expect(found.count == 1)
+                let activity = try #require(found.first)
+                #expect(activity.msgId.hasPrefix(id + "."))
+                #expect(activity.toEmail == "reader@gov.test")
+                #expect(activity.subject == "Briefing 1F0C")
+                #expect(activity.status == "delivered")
+
+                // The query is sent URL-encoded, with the limit.
+                let request = try #require(s.standIn.requests().last)
+                #expect(request.method == "GET" && request.status == 200)
+                let query = FormEncoding.decode(try #require(request.path.split(separator: "?", maxSplits: 1).last))
+                #expect(ProviderFixtures.text(query) == ["limit=10", #"query=unique_args['sitrep_attempt']="\#(Self.attempt)""#])
+                #expect(!request.path.contains("'") && !request.path.contains("\""))
+
+                // Every mail with the arg, newest first.
+                let again = try await Self.send(s, attempt: Self.attempt)
+                let both = try await s.sendGrid.findMessages(customArg: "sitrep_attempt", value: Self.attempt)
+                #expect(both.map { $0.msgId.prefix(22) } == [again.prefix(22), id.prefix(22)])
+                let one = try await s.sendGrid.findMessages(customArg: "sitrep_attempt", value: Self.attempt, limit: 1)
+                #expect(one.map { $0.msgId.hasPrefix(again) } == [true])
+            }
+        }
+
+        @Test func valueNobodySentFindsNothing() async throws {
+            try await ProviderSession.run { s in
+                _ = try await Self.send(s, attempt: Self.attempt)
+                #expect(try await s.sendGrid.findMessages(customArg: "sitrep_attempt", value: "never-sent").isEmpty)
+                #expect(try await s.sendGrid.findMessages(customArg: "delivery", value: Self.attempt).isEmpty)
+                #expect(try await s.sendGrid.findMessages(customArg: "other_arg", value: "d-1").isEmpty)
+            }
+        }
+
+        @Test func wrongKeyIsFinal() async throws {
+            try await ProviderSession.run { s in
+                _ = try await Self.send(s, attempt: Self.attempt)
+                let secret = "SG.wrong-key-4711"
+                let wrong = s.sendGrid { $0.apiKey = secret }
+                let error = try #require(
+                    await ProviderSession.failure { () async throws(ProviderError) in
+                        try await wrong.findMessages(customArg: "sitrep_attempt", value: Self.attempt)
+                    })
+                #expect(error.kind == .final)
+                #expect(error.cause == .status)
+                #expect(error.httpStatus == 401)
+                #expect(!error.mayHaveBeenAccepted)
+                #expect(!error.description.contains(secret))
+            }
+        }
+
+        @Test(arguments: [("", "x"), ("sitrep-attempt", "x"), ("sitrep_attempt']", "x"), ("é", "x"), ("sitrep_attempt", #"a"b"#)])
+        func invalidLookupIsRefusedWithoutARequest(name: String, value: String) async throws {
+            try await ProviderSession.run { s in
+                let error = try #require(
+                    await ProviderSession.failure { () async throws(ProviderError) in
+                        try await s.sendGrid.findMessages(customArg: name, value: value)
+                    })
+                #expect(error.kind == .final)
+                #expect(error.cause == .invalidRequest)
+                #expect(s.standIn.requests().isEmpty)
+            }
+        }
+
+        @Test func standInAnswersTheOtherQueryFormsAndRefusesTheRest() async throws {
+            try await ProviderSession.run { s in
+                let id = try await Self.send(s, to: "Reader@Gov.test", attempt: Self.attempt)
+                let byId = try await Self.get(s, [("query", #"msg_id="\#(id).filter0001p1""#)])
+                #expect(byId.status == 200)
+                let row = try #require((byId.json["messages"] as? [[String: Any]])?.first)
+                #expect(row["msg_id"] as? String == id + ".filter0001p1")
+                #expect(row["from_email"] as? String == "briefings@sitrep.test")
+                #expect(row["to_email"] as? String == "Reader@Gov.test")
+                #expect(row["opens_count"] as? Int == 0 && row["clicks_count"] as? Int == 0)
+                let time = try #require(row["last_event_time"] as? String)
+                #expect(ISO8601DateFormatter().date(from: time) != nil)
+
+                let byEmail = try await Self.get(s, [("limit", "5"), ("query", #"to_email="reader@gov.test""#)])
+                #expect((byEmail.json["messages"] as? [[String: Any]])?.count == 1)
+                #expect(s.standIn.requests().last?.destination == "reader@gov.test")
+
+                let unsupported: [[(String, String)]] = [
+                    [("query", #"subject="Briefing""#)], [("query", #"unique_args['sitrep_attempt']='x'"#)],
+                    [("query", #"msg_id="\#(id)" AND to_email="reader@gov.test""#)], [],
+                    [("limit", "0"), ("query", #"msg_id="x""#)], [("limit", "1001"), ("query", #"msg_id="x""#)],
+                ]
+                for query in unsupported {
+                    let refused = try await Self.get(s, query)
+                    #expect(refused.status == 400)
+                    let errors = try #require(refused.json["errors"] as? [[String: Any]])
+                    #expect(errors.first?["field"] as? String == (query.contains { $0.0 == "limit" } ? "limit" : "query"))
+                }
+            }
+        }
+    }
+}
+
 // MARK: - Signatures and form encoding
 
 extension ProviderTests {
