@@ -21,8 +21,8 @@ public enum AttemptStatus: String, Sendable, CaseIterable {
     /// No confirmation within the channel's time-out; the next channel was tried.
     case timedOut = "timed_out"
 
-    /// Twilio's `MessageStatus` in our terms; nil for statuses that say nothing new
-    /// (`accepted`, `scheduled`, `sending`, `receiving`, `received`, `canceled`, unknown ones).
+    /// Twilio's `MessageStatus` in our terms (`canceled` counts as `failed`); nil for statuses that
+    /// say nothing new (`accepted`, `scheduled`, `sending`, `receiving`, `received`, unknown ones).
     public init?(twilio status: String) {
         switch status {
         case "queued": self = .queued
@@ -109,11 +109,14 @@ public enum DispatchPlan {
 
     /// The next step for a delivery that is not final, given its `channels` (fallback order) and
     /// its `attempts` (oldest first).
-    public static func next(channels: [DispatchChannel], attempts: [AttemptView], policy: Policy = Policy()) -> Step {
-        guard let first = channels.first else { return .failed(reasons: ["the recipient has no channel"]) }
-        guard let last = attempts.last else { return .send(first) }
+    public static func next(channels listed: [DispatchChannel], attempts: [AttemptView], policy: Policy = Policy()) -> Step {
         // Any confirmed attempt (even a late one on an earlier channel) means it arrived.
         if let done = attempts.last(where: { $0.status.isDelivered }) { return .delivered(done) }
+        // Each channel once, in the listed order, so a repeated channel cannot loop.
+        var channels: [DispatchChannel] = []
+        for c in listed where !channels.contains(c) { channels.append(c) }
+        guard let first = channels.first else { return .failed(reasons: ["the recipient has no channel"]) }
+        guard let last = attempts.last else { return .send(first) }
         switch last.status {
         case .queued:
             return last.providerMessageId == nil ? .reconcile(last) : .check(last)
@@ -158,7 +161,7 @@ public enum DispatchPlan {
     public static func backoff(try attempt: Int, base: Duration, cap: Duration, floor: Duration = .milliseconds(200), random: Double)
         -> Duration
     {
-        let exponent = min(max(attempt - 1, 0), 30)
+        let exponent = min(max(attempt, 1) - 1, 30)
         let ceiling = min(cap, base * (1 << exponent))
         let wait = ceiling * min(max(random, 0), 1)
         return max(floor, wait)

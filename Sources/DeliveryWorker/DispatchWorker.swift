@@ -69,10 +69,11 @@ public final class DispatchWorker: Sendable {
         self.content = BriefingContentCache(db: db, logger: logger)
     }
 
-    /// Works until the task is cancelled.
-    public func run() async {
+    /// Works until the task is cancelled or `stopRequested` says so (checked between batches,
+    /// so deliveries in hand are finished first).
+    public func run(stopRequested: @Sendable () -> Bool = { false }) async {
         logger.info("dispatch worker started", metadata: ["concurrency": "\(settings.concurrency)"])
-        while !Task.isCancelled {
+        while !Task.isCancelled && !stopRequested() {
             let worked: Int
             do {
                 worked = try await runOnce()

@@ -33,9 +33,8 @@ extension SitrepHandlers {
         let form = FormEncoding.decode(text)
         // The URL Twilio signed: the one Sitrep gave it, which carries the attempt id.
         let url = settings.statusCallbackURL + (input.attempt.map { "?attempt=" + $0.lowercasedString } ?? "")
-        guard
-            TwilioSignature.isValid(
-                signature: input.xTwilioSignature, url: url, parameters: form, authToken: settings.authToken)
+        guard let signature = input.xTwilioSignature,
+            TwilioSignature.isValid(signature: signature, url: url, parameters: form, authToken: settings.authToken)
         else {
             context.logger.warning("Twilio callback refused: bad signature", metadata: ["client": "\(context.clientAddress ?? "?")"])
             return .forbidden(

@@ -18,7 +18,8 @@ import Twilio
 ///   `DateSent<=`, `PageSize`, `Page`.
 ///
 /// SendGrid (`Authorization: Bearer <key>`): `POST /v3/mail/send`, checking the v3 JSON shape,
-/// 202 with `X-Message-Id`.
+/// 202 with `X-Message-Id`; `GET /v3/messages` (Email Activity) with `query=unique_args['…']="…"`,
+/// `msg_id="…"` or `to_email="…"`.
 ///
 /// Behaviour is scripted per destination with ``script(_:_:)``. Everything is held in memory and
 /// lost on ``shutdown()``. Plain HTTP, meant for loopback; production configuration must refuse it.

@@ -35,6 +35,8 @@ extension StandInCore {
             return [Step(status: .queued, call: false), Step(status: .sent, call: false), Step(status: .delivered, call: false)]
         case .outOfOrderCallbacks:
             return [Step(status: .queued), Step(status: .delivered), Step(status: .sent)]
+        case .neverDelivered:
+            return [Step(status: .queued), Step(status: .sent)]
         case .failOnCreate, .tooManyRequests, .serverError:
             return []
         }

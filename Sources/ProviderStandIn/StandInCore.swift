@@ -169,7 +169,7 @@ final class StandInCore: Sendable {
             return twilioError(429, code: 20429, "Too Many Requests", headers: [.retryAfter: String(seconds)])
         case .serverError:
             return twilioError(500, code: 20500, "Internal Server Error")
-        case .accept, .acceptAndRead, .failAfterSend, .delay, .dropCallbacks, .outOfOrderCallbacks:
+        case .accept, .acceptAndRead, .failAfterSend, .delay, .dropCallbacks, .outOfOrderCallbacks, .neverDelivered:
             return nil
         }
     }

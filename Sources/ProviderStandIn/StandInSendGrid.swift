@@ -44,7 +44,7 @@ extension StandInCore {
                     ]))
         case .serverError:
             return answer(Self.sendGridError(500, [("Internal Server Error", nil)]))
-        case .accept, .acceptAndRead, .failAfterSend, .dropCallbacks, .outOfOrderCallbacks:
+        case .accept, .acceptAndRead, .failAfterSend, .dropCallbacks, .outOfOrderCallbacks, .neverDelivered:
             break
         }
 

@@ -58,6 +58,9 @@ extension ProviderStandIn {
         case dropCallbacks
         /// As ``accept``, but `delivered` is called back before `sent`.
         case outOfOrderCallbacks
+        /// Accepted and `sent`, then nothing: never delivered, never failed (a handset that stays
+        /// off). For time-outs.
+        case neverDelivered
     }
 
     /// The channel of a Twilio message.

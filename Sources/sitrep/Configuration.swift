@@ -33,6 +33,33 @@ struct Configuration: Sendable {
     var allowedOrigins: [String]
     var sessionIdleMinutes: Int
     var sessionAbsoluteHours: Int
+    var dispatch: Dispatch
+
+    /// Message dispatch: the providers, the public callback URL and the worker's pace.
+    struct Dispatch: Sendable {
+        var twilioAccountSid: String?
+        var twilioAuthToken: String?
+        var twilioBaseURL: String
+        var whatsAppFrom: String?
+        var smsFrom: String?
+        var contentSids: [String: String]
+        var statusCallbackURL: String?
+        var sendGridAPIKey: String?
+        var sendGridBaseURL: String
+        var sendGridFrom: String?
+        var sendGridFromName: String
+        var providerTimeoutSeconds: Int
+        var inServe: Bool
+        var concurrency: Int
+        var channelTimeoutSeconds: Int
+        var triesPerChannel: Int
+        var retryBaseMilliseconds: Int
+        var pollMilliseconds: Int
+
+        /// Twilio is configured (account, token, a sender): WhatsApp/SMS can go out and callbacks be checked.
+        var twilioConfigured: Bool { twilioAccountSid != nil && twilioAuthToken != nil }
+        var sendGridConfigured: Bool { sendGridAPIKey != nil && sendGridFrom != nil }
+    }
 
     struct RateLimitPolicy: Sendable, Equatable {
         var limit: Int
@@ -79,6 +106,30 @@ struct Configuration: Sendable {
         ("SITREP_ALLOWED_ORIGINS", "the public URL's origin", "comma-separated origins allowed to write with a session cookie"),
         ("SITREP_SESSION_IDLE_MINUTES", "15", "a browser session unused this long ends"),
         ("SITREP_SESSION_ABSOLUTE_HOURS", "8", "a browser session ends this long after sign-in"),
+        ("SITREP_TWILIO_ACCOUNT_SID", "(none: no WhatsApp/SMS)", "Twilio account (AC…); with the auth token, enables WhatsApp, SMS and the status webhook"),
+        ("SITREP_TWILIO_AUTH_TOKEN", "(none)", "Twilio auth token: API password and the key of X-Twilio-Signature"),
+        ("SITREP_TWILIO_BASE_URL", "https://api.twilio.com", "Twilio API; a local stand-in's URL in development (refused in production)"),
+        ("SITREP_TWILIO_WHATSAPP_FROM", "(required with Twilio)", "approved WhatsApp sender, whatsapp:+971…"),
+        ("SITREP_TWILIO_SMS_FROM", "(required with Twilio)", "SMS sender, +971… or an alphanumeric sender id"),
+        (
+            "SITREP_TWILIO_CONTENT_SIDS", "(required with Twilio)",
+            "approved WhatsApp templates per language, en=HX…,ar=HX…; variables {{1}} name, {{2}} date, {{3}} title, {{4}} reference"
+        ),
+        (
+            "SITREP_TWILIO_STATUS_CALLBACK_URL", "<SITREP_PUBLIC_URL>/v1/webhooks/twilio/status",
+            "the public URL Twilio calls back (and signs); must be what Twilio sees behind the proxy"
+        ),
+        ("SITREP_SENDGRID_API_KEY", "(none: no e-mail)", "SendGrid API key (SG.…); enables the e-mail channel"),
+        ("SITREP_SENDGRID_BASE_URL", "https://api.sendgrid.com", "SendGrid API; a local stand-in's URL in development (refused in production)"),
+        ("SITREP_SENDGRID_FROM", "(required with SendGrid)", "verified sender address of briefing mails"),
+        ("SITREP_SENDGRID_FROM_NAME", "Sitrep", "sender display name"),
+        ("SITREP_PROVIDER_TIMEOUT_SECONDS", "15", "longest Twilio or SendGrid call"),
+        ("SITREP_DISPATCH_IN_SERVE", "true", "run the dispatch worker inside `sitrep serve` (when a provider is configured); `sitrep worker` runs it alone"),
+        ("SITREP_DISPATCH_CONCURRENCY", "8", "deliveries one worker handles at once"),
+        ("SITREP_DISPATCH_CHANNEL_TIMEOUT_SECONDS", "600", "how long WhatsApp or SMS may stay unconfirmed before the next channel"),
+        ("SITREP_DISPATCH_TRIES_PER_CHANNEL", "5", "tries on one channel after 429/5xx/time-outs before the next channel"),
+        ("SITREP_DISPATCH_RETRY_BASE_MS", "2000", "first retry backoff (exponential with full jitter, at most 5 minutes)"),
+        ("SITREP_DISPATCH_POLL_MS", "1000", "how often an idle worker looks for due deliveries"),
     ]
 
     static func load(_ env: [String: String] = ProcessInfo.processInfo.environment, needsServices: Bool = true) throws(Errors) -> Configuration {
@@ -172,6 +223,9 @@ struct Configuration: Sendable {
         if clientId != nil && issuer == nil && environment == .production {
             errors.append("SITREP_OIDC_CLIENT_ID is set without SITREP_OIDC_ISSUER")
         }
+        var dispatchErrors: [String] = []
+        let dispatch = Self.loadDispatch(value: value, int: int, environment: environment, publicURL: publicURL, errors: &dispatchErrors)
+        errors += dispatchErrors
         let config = Configuration(
             environment: environment, host: value("SITREP_HOST") ?? "0.0.0.0", port: port, databaseURL: databaseURL,
             redisURL: redisURL, dataDirectory: dataDirectory, migrationsDirectory: value("SITREP_MIGRATIONS_DIR") ?? "migrations",
@@ -189,8 +243,93 @@ struct Configuration: Sendable {
             dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000), oidcClientId: clientId,
             oidcClientSecret: value("SITREP_OIDC_CLIENT_SECRET"), oidcScope: value("SITREP_OIDC_SCOPE"), publicURL: publicURL,
             allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
-            sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168))
+            sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168), dispatch: dispatch)
         if !errors.isEmpty { throw Errors(lines: errors) }
         return config
+    }
+
+    static func loadDispatch(
+        value: (String) -> String?, int: (String, Int, ClosedRange<Int>) -> Int, environment: Environment, publicURL: String?,
+        errors: inout [String]
+    ) -> Dispatch {
+        /// A provider base URL: https in production, and never a loopback stand-in there.
+        func baseURL(_ key: String, default d: String) -> String {
+            let raw = value(key).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? d
+            guard let u = URL(string: raw), let scheme = u.scheme, let host = u.host, scheme == "https" || scheme == "http" else {
+                errors.append("\(key)=\(raw) is not valid: expected an http(s) URL")
+                return raw
+            }
+            if environment == .production {
+                let local = ["localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"].contains(host) || host.hasSuffix(".localhost")
+                if scheme != "https" || local {
+                    errors.append("\(key)=\(raw) is not valid in production: a local stand-in (or plain http) is refused")
+                }
+            }
+            return raw
+        }
+        let sid = value("SITREP_TWILIO_ACCOUNT_SID")
+        let token = value("SITREP_TWILIO_AUTH_TOKEN")
+        if (sid == nil) != (token == nil) {
+            errors.append("SITREP_TWILIO_ACCOUNT_SID and SITREP_TWILIO_AUTH_TOKEN must be set together")
+        }
+        if let sid, sid.range(of: "^AC[0-9a-f]{32}$", options: .regularExpression) == nil {
+            errors.append("SITREP_TWILIO_ACCOUNT_SID=\(sid) is not valid: expected AC followed by 32 lower-case hex digits")
+        }
+        var contentSids: [String: String] = [:]
+        if let raw = value("SITREP_TWILIO_CONTENT_SIDS") {
+            for part in raw.split(separator: ",") {
+                let kv = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard kv.count == 2, ["en", "ar"].contains(kv[0]), kv[1].range(of: "^HX[0-9a-f]{32}$", options: .regularExpression) != nil else {
+                    errors.append("SITREP_TWILIO_CONTENT_SIDS entry '\(part)' is not valid: expected en=HX… or ar=HX… (HX + 32 hex digits)")
+                    continue
+                }
+                contentSids[kv[0]] = kv[1]
+            }
+        }
+        let callback = value("SITREP_TWILIO_STATUS_CALLBACK_URL") ?? publicURL.map { $0 + "/v1/webhooks/twilio/status" }
+        if sid != nil {
+            if value("SITREP_TWILIO_WHATSAPP_FROM") == nil && value("SITREP_TWILIO_SMS_FROM") == nil {
+                errors.append("SITREP_TWILIO_WHATSAPP_FROM or SITREP_TWILIO_SMS_FROM is missing: Twilio needs a sender")
+            }
+            if value("SITREP_TWILIO_WHATSAPP_FROM") != nil && contentSids["en"] == nil && contentSids["ar"] == nil {
+                errors.append("SITREP_TWILIO_CONTENT_SIDS is missing: WhatsApp sends approved templates only")
+            }
+            if callback == nil {
+                errors.append("SITREP_TWILIO_STATUS_CALLBACK_URL is missing (or SITREP_PUBLIC_URL): Twilio needs a URL to report status to")
+            }
+        }
+        if let callback {
+            if let u = URL(string: callback), u.scheme != nil, u.host != nil, u.query == nil {
+                if environment == .production && u.scheme != "https" {
+                    errors.append("SITREP_TWILIO_STATUS_CALLBACK_URL=\(callback) is not valid: production needs https")
+                }
+            } else {
+                errors.append("SITREP_TWILIO_STATUS_CALLBACK_URL=\(callback) is not valid: expected an absolute URL without query")
+            }
+        }
+        let apiKey = value("SITREP_SENDGRID_API_KEY")
+        if apiKey != nil && value("SITREP_SENDGRID_FROM") == nil {
+            errors.append("SITREP_SENDGRID_FROM is missing: SendGrid needs a verified sender address")
+        }
+        var inServe = true
+        if let raw = value("SITREP_DISPATCH_IN_SERVE") {
+            switch raw {
+            case "true", "1": inServe = true
+            case "false", "0": inServe = false
+            default: errors.append("SITREP_DISPATCH_IN_SERVE=\(raw) is not valid: expected true or false")
+            }
+        }
+        return Dispatch(
+            twilioAccountSid: sid, twilioAuthToken: token, twilioBaseURL: baseURL("SITREP_TWILIO_BASE_URL", default: "https://api.twilio.com"),
+            whatsAppFrom: value("SITREP_TWILIO_WHATSAPP_FROM").map { $0.hasPrefix("whatsapp:") ? $0 : "whatsapp:" + $0 },
+            smsFrom: value("SITREP_TWILIO_SMS_FROM"), contentSids: contentSids, statusCallbackURL: callback, sendGridAPIKey: apiKey,
+            sendGridBaseURL: baseURL("SITREP_SENDGRID_BASE_URL", default: "https://api.sendgrid.com"),
+            sendGridFrom: value("SITREP_SENDGRID_FROM"), sendGridFromName: value("SITREP_SENDGRID_FROM_NAME") ?? "Sitrep",
+            providerTimeoutSeconds: int("SITREP_PROVIDER_TIMEOUT_SECONDS", 15, 1...120), inServe: inServe,
+            concurrency: int("SITREP_DISPATCH_CONCURRENCY", 8, 1...256),
+            channelTimeoutSeconds: int("SITREP_DISPATCH_CHANNEL_TIMEOUT_SECONDS", 600, 1...86_400),
+            triesPerChannel: int("SITREP_DISPATCH_TRIES_PER_CHANNEL", 5, 1...20),
+            retryBaseMilliseconds: int("SITREP_DISPATCH_RETRY_BASE_MS", 2000, 10...600_000),
+            pollMilliseconds: int("SITREP_DISPATCH_POLL_MS", 1000, 10...60_000))
     }
 }

@@ -98,7 +98,7 @@ struct Serve: AsyncParsableCommand {
         let handlers = SitrepHandlers(
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
             dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions, signalHub: signalHub,
-            pendingMigrations: { try await migrator.pending().map(\.name) })
+            twilioWebhook: config.dispatch.webhook, pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))
         router.registerSitrepAPI(handlers, runtime: runtime)
@@ -112,14 +112,18 @@ struct Serve: AsyncParsableCommand {
             },
             logger: logger)
         let keyRefresh = KeyRefreshService(authenticator: authenticator)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: postgres), .init(service: keyRefresh),
+            .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
+            // Listed after the app so it stops first (reverse order): open streams end, and the app can drain.
+            .init(service: SignalHubService(hub: signalHub)),
+        ]
+        if config.dispatch.inServe, let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) {
+            services.append(.init(service: DispatchWorkerService(worker: worker)))
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: postgres), .init(service: keyRefresh),
-                    .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
-                    // Listed after the app so it stops first (reverse order): open streams end, and the app can drain.
-                    .init(service: SignalHubService(hub: signalHub)),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         do {

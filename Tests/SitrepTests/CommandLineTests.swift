@@ -30,7 +30,9 @@ struct CommandLineTests {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 
-    @Test(arguments: [[], ["serve"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"], ["audit", "verify"]])
+    @Test(arguments: [
+        [], ["serve"], ["worker"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"], ["dev-providers"], ["audit", "verify"],
+    ])
     func everyCommandHasHelp(command: [String]) async throws {
         let (status, out, _) = try await run(command + ["--help"], env: [:])
         #expect(status == 0)
@@ -112,6 +114,83 @@ struct CommandLineTests {
             err.split(separator: "\n").map(String.init) == [
                 "sitrep: SITREP_PUBLIC_URL is missing: browser sign-in (SITREP_OIDC_CLIENT_ID) needs the public base URL for its callback",
                 "sitrep: SITREP_SESSION_IDLE_MINUTES=0 is not valid: expected an integer in 1...1440",
+            ])
+    }
+
+    @Test func productionRefusesTheProviderStandIn() async throws {
+        let production = [
+            "SITREP_ENV": "production", "SITREP_DATABASE_URL": "postgres://u@db/sitrep", "SITREP_REDIS_URL": "redis://cache:6379",
+            "SITREP_OIDC_ISSUER": "https://login.example/v2.0", "SITREP_OIDC_AUDIENCE": "api://x",
+        ]
+        for command in [["serve"], ["worker"]] {
+            let (status, out, err) = try await run(
+                command,
+                env: production.merging([
+                    "SITREP_TWILIO_BASE_URL": "http://127.0.0.1:8082", "SITREP_SENDGRID_BASE_URL": "http://localhost:8082/",
+                ]) { _, b in b })
+            #expect(status == 2)
+            #expect(out.isEmpty)
+            let lines = err.split(separator: "\n").map(String.init)
+            #expect(
+                lines.contains(
+                    "sitrep: SITREP_TWILIO_BASE_URL=http://127.0.0.1:8082 is not valid in production: a local stand-in (or plain http) is refused"),
+                "\(err)")
+            #expect(
+                lines.contains(
+                    "sitrep: SITREP_SENDGRID_BASE_URL=http://localhost:8082 is not valid in production: a local stand-in (or plain http) is refused"),
+                "\(err)")
+        }
+        // https on a loopback host is refused as well; the real providers are not.
+        let (status, _, err) = try await run(
+            ["serve"],
+            env: production.merging([
+                "SITREP_TWILIO_BASE_URL": "https://[::1]:8443", "SITREP_SENDGRID_BASE_URL": "https://api.sendgrid.com",
+                "SITREP_DISPATCH_IN_SERVE": "maybe",
+            ]) { _, b in b })
+        #expect(status == 2)
+        #expect(
+            err.split(separator: "\n").map(String.init) == [
+                "sitrep: SITREP_DISPATCH_IN_SERVE=maybe is not valid: expected true or false",
+                "sitrep: SITREP_TWILIO_BASE_URL=https://[::1]:8443 is not valid in production: a local stand-in (or plain http) is refused",
+            ])
+    }
+
+    @Test func badDispatchConfigurationIsOneLinePerProblem() async throws {
+        let (status, out, err) = try await run(
+            ["serve"],
+            env: [
+                "SITREP_DATABASE_URL": "postgres://u@db/sitrep", "SITREP_REDIS_URL": "redis://cache:6379",
+                "SITREP_TWILIO_ACCOUNT_SID": "AC123", "SITREP_TWILIO_SMS_FROM": "+15550001111",
+                "SITREP_TWILIO_STATUS_CALLBACK_URL": "https://sitrep.example/v1/webhooks/twilio/status",
+                "SITREP_TWILIO_CONTENT_SIDS": "en=HX0123456789abcdef0123456789abcdef,fr=HX0123456789abcdef0123456789abcdef",
+                "SITREP_SENDGRID_API_KEY": "SG.key", "SITREP_DISPATCH_IN_SERVE": "maybe",
+                // Outside production the local stand-in is fine.
+                "SITREP_TWILIO_BASE_URL": "http://127.0.0.1:8082", "SITREP_SENDGRID_BASE_URL": "http://localhost:8082",
+            ])
+        #expect(status == 2)
+        #expect(out.isEmpty)
+        #expect(
+            err.split(separator: "\n").map(String.init) == [
+                "sitrep: SITREP_TWILIO_ACCOUNT_SID and SITREP_TWILIO_AUTH_TOKEN must be set together",
+                "sitrep: SITREP_TWILIO_ACCOUNT_SID=AC123 is not valid: expected AC followed by 32 lower-case hex digits",
+                "sitrep: SITREP_TWILIO_CONTENT_SIDS entry 'fr=HX0123456789abcdef0123456789abcdef' is not valid: expected en=HX… or ar=HX… (HX + 32 hex digits)",
+                "sitrep: SITREP_SENDGRID_FROM is missing: SendGrid needs a verified sender address",
+                "sitrep: SITREP_DISPATCH_IN_SERVE=maybe is not valid: expected true or false",
+            ])
+        // A well-formed sid and token, with a malformed content sid.
+        let (status2, _, err2) = try await run(
+            ["worker"],
+            env: [
+                "SITREP_DATABASE_URL": "postgres://u@db/sitrep", "SITREP_REDIS_URL": "redis://cache:6379",
+                "SITREP_TWILIO_ACCOUNT_SID": "AC" + String(repeating: "a", count: 32), "SITREP_TWILIO_AUTH_TOKEN": "token",
+                "SITREP_TWILIO_WHATSAPP_FROM": "+15550001111", "SITREP_PUBLIC_URL": "https://sitrep.example",
+                "SITREP_TWILIO_CONTENT_SIDS": "ar=HX12",
+            ])
+        #expect(status2 == 2)
+        #expect(
+            err2.split(separator: "\n").map(String.init) == [
+                "sitrep: SITREP_TWILIO_CONTENT_SIDS entry 'ar=HX12' is not valid: expected en=HX… or ar=HX… (HX + 32 hex digits)",
+                "sitrep: SITREP_TWILIO_CONTENT_SIDS is missing: WhatsApp sends approved templates only",
             ])
     }
 }

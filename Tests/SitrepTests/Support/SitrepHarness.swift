@@ -78,7 +78,7 @@ struct SitrepHarness: Sendable {
         _ count: Int, setup: TestingSetup = .router,
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
-        stream: SignalStreamHub.Settings = SignalStreamHub.Settings(),
+        stream: SignalStreamHub.Settings = SignalStreamHub.Settings(), twilioWebhook: TwilioWebhookSettings? = nil, port: Int = 0,
         _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
@@ -88,14 +88,17 @@ struct SitrepHarness: Sendable {
             var extraRedis: [RedisClient] = []
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                sessionIdle: sessionIdle, stream: stream, into: &apps, hubs: &hubs)
+                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, into: &apps, hubs: &hubs)
+            // The test frameworks pick their own port; a server that must be reachable at a known
+            // address (a provider calling back) is the same first instance served again on `port`.
+            let fixed: (any ApplicationProtocol)? = port == 0 ? nil : apps[0].served(at: port)
             for _ in 1..<max(count, 1) {
                 let pool = PostgresClient(configuration: db.configuration, backgroundLogger: TestDatabase.logger)
                 extraPools.append(pool)
                 extraRedis.append(
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                        sessionIdle: sessionIdle, stream: stream, into: &apps, hubs: &hubs))
+                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, into: &apps, hubs: &hubs))
             }
             let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
             let pools = extraPools
@@ -105,7 +108,9 @@ struct SitrepHarness: Sendable {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for pool in pools { group.addTask { await pool.run() } }
                     for hub in runningHubs { group.addTask { await hub.run() } }
+                    if let fixed { group.addTask { try await fixed.runService() } }
                     defer { group.cancelAll() }
+                    if fixed != nil { try await Self.waitForPort(port) }
                     try await Self.nest(apps[...], setup: setup, clients: []) { clients in
                         defer { runningHubs.forEach { $0.endStreams() } }  // so the servers can drain and stop
                         try await body(clients, harness)
@@ -121,6 +126,17 @@ struct SitrepHarness: Sendable {
         }
     }
 
+    /// Waits until something accepts connections on 127.0.0.1:`port`.
+    static func waitForPort(_ port: Int) async throws {
+        for _ in 0..<100 {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/healthz")
+            request.method = .GET
+            if let answer = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)), answer.status == .ok { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw RedisNotConfigured()
+    }
+
     private static func nest(
         _ apps: ArraySlice<any ApplicationProtocol>, setup: TestingSetup, clients: [any TestClientProtocol],
         _ body: @Sendable ([any TestClientProtocol]) async throws -> Void
@@ -134,7 +150,7 @@ struct SitrepHarness: Sendable {
     private static func makeApplication(
         db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
         dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
-        into apps: inout [any ApplicationProtocol], hubs: inout [SignalStreamHub]
+        twilioWebhook: TwilioWebhookSettings?, into apps: inout [any ApplicationProtocol], hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
             guard let url = overrideRedis ?? redisURL else { throw RedisNotConfigured() }
@@ -180,7 +196,7 @@ struct SitrepHarness: Sendable {
             hubs.append(hub)
             let handlers = SitrepHandlers(
                 db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions, signalHub: hub,
-                pendingMigrations: {
+                twilioWebhook: twilioWebhook, pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
             let router = Router(context: SitrepRequestContext.self)
@@ -191,6 +207,22 @@ struct SitrepHarness: Sendable {
             return redis
         }
     }
+}
+
+extension ApplicationProtocol {
+    /// The same responder as this application, listening on 127.0.0.1:`port`.
+    func served(at port: Int) -> any ApplicationProtocol {
+        FixedPortApplication(base: self, port: port)
+    }
+}
+
+/// An application served on a chosen port (the test frameworks always choose their own).
+struct FixedPortApplication<Base: ApplicationProtocol>: ApplicationProtocol {
+    let base: Base
+    let port: Int
+    var responder: Base.Responder { get async throws { try await base.responder } }
+    var configuration: ApplicationConfiguration { base.configuration.with(address: .hostname("127.0.0.1", port: port)) }
+    var logger: Logger { base.logger }
 }
 
 extension HTTPFields {

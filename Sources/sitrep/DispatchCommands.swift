@@ -1,0 +1,121 @@
+import ArgumentParser
+import AsyncHTTPClient
+import DeliveryWorker
+import Foundation
+import Handlers
+import Logging
+import PostgresNIO
+import ProviderStandIn
+import ServiceLifecycle
+import Storage
+import Twilio
+
+extension Configuration.Dispatch {
+    /// The webhook's keys, when Twilio is configured.
+    var webhook: TwilioWebhookSettings? {
+        guard let sid = twilioAccountSid, let token = twilioAuthToken, let url = statusCallbackURL else { return nil }
+        return TwilioWebhookSettings(accountSid: sid, authToken: token, statusCallbackURL: url)
+    }
+
+    /// The worker, when at least one provider is configured.
+    func worker(db: PostgresClient, httpClient: HTTPClient, logger: Logger) -> DispatchWorker? {
+        let timeout = Duration.seconds(providerTimeoutSeconds)
+        var twilio: TwilioClient?
+        if let sid = twilioAccountSid, let token = twilioAuthToken {
+            twilio = TwilioClient(
+                configuration: TwilioConfiguration(
+                    accountSid: sid, authToken: token, baseURL: twilioBaseURL, whatsappFrom: whatsAppFrom ?? "", smsFrom: smsFrom ?? "",
+                    requestTimeout: timeout),
+                httpClient: httpClient, logger: logger)
+        }
+        var sendGrid: SendGridClient?
+        if let key = sendGridAPIKey, let from = sendGridFrom {
+            sendGrid = SendGridClient(
+                configuration: SendGridConfiguration(
+                    apiKey: key, baseURL: sendGridBaseURL, fromEmail: from, fromName: sendGridFromName, requestTimeout: timeout),
+                httpClient: httpClient, logger: logger)
+        }
+        guard twilio != nil || sendGrid != nil else { return nil }
+        let settings = DispatchSettings(
+            statusCallbackURL: statusCallbackURL ?? "", whatsAppContentSids: contentSids,
+            channelTimeout: .seconds(channelTimeoutSeconds), policy: DispatchPlan.Policy(triesPerChannel: triesPerChannel),
+            retryBase: .milliseconds(retryBaseMilliseconds), retryCap: .seconds(300), concurrency: concurrency,
+            pollInterval: .milliseconds(pollMilliseconds),
+            // Outlasts a call and the look-up after it, so no two workers hold one delivery.
+            lease: timeout * 3 + .seconds(10))
+        return DispatchWorker(db: db, twilio: twilio, sendGrid: sendGrid, settings: settings, logger: logger)
+    }
+}
+
+/// Runs the dispatch worker until shutdown; deliveries in hand are finished first.
+struct DispatchWorkerService: Service {
+    let worker: DispatchWorker
+    func run() async throws {
+        await worker.run(stopRequested: { Task.isShuttingDownGracefully })
+    }
+}
+
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run only the dispatch worker (any number of them share the work safely; graceful stop on SIGTERM/SIGINT).")
+
+    func run() async throws {
+        let config = loadConfiguration()
+        bootstrapLogging(config)
+        let logger = Logger(label: "sitrep.dispatch")
+        let database: DatabaseConfiguration
+        do {
+            database = try DatabaseConfiguration(url: config.databaseURL)
+        } catch {
+            die("\(error)")
+        }
+        var pgConfig = database.clientConfiguration
+        pgConfig.options.maximumConnections = max(4, config.dispatch.concurrency + 2)
+        let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        guard let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) else {
+            try? await httpClient.shutdown()
+            die("no provider is configured: set SITREP_TWILIO_ACCOUNT_SID/AUTH_TOKEN or SITREP_SENDGRID_API_KEY")
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: postgres),
+                    .init(service: DispatchWorkerService(worker: worker), successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("the dispatch worker stopped with an error", metadata: ["error": "\(error)"])
+        }
+        try? await httpClient.shutdown()
+    }
+}
+
+struct DevProviders: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-providers",
+        abstract: "Run the local Twilio and SendGrid stand-in for development (refused in production).",
+        discussion: """
+            Accepts every message and mail and calls back delivered (signed like Twilio). Prints its \
+            base URL, then the account sid, auth token and API key it expects, one per line.
+            """)
+
+    @Option(help: "Port on 127.0.0.1 to listen on.")
+    var port = 8082
+
+    func run() async throws {
+        let config = loadConfiguration(needsServices: false)
+        bootstrapLogging(config)
+        guard config.environment != .production else { die("dev-providers is refused in production") }
+        let standIn = try await ProviderStandIn.start(port: port, logger: Logger(label: "dev-providers"))
+        let c = standIn.configuration
+        // Unbuffered: Tools/run waits for these lines.
+        FileHandle.standardOutput.write(Data("\(standIn.baseURL)\n\(c.accountSid)\n\(c.authToken)\n\(c.sendGridAPIKey)\n".utf8))
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(3600))
+        }
+        await standIn.shutdown()
+    }
+}
