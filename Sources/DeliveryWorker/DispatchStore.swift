@@ -173,10 +173,11 @@ public struct DispatchStore: Sendable {
         }
     }
 
-    /// The provider accepted the attempt's message (or a look-up found it): its id, and the
-    /// status it reported (`sent` when it only accepted it).
+    /// The provider accepted the attempt's message (or, `reconciled`, a look-up after an
+    /// interrupted send found it): its id, and the status it reported (`sent` when it only
+    /// accepted it).
     public func recordAccepted(
-        _ attempt: AttemptView, deliveryId: UUID, token: UUID, providerMessageId: String, status: AttemptStatus
+        _ attempt: AttemptView, deliveryId: UUID, token: UUID, providerMessageId: String, status: AttemptStatus, reconciled: Bool = false
     ) async throws {
         try await db.withTransaction(logger: logger) { conn in
             guard try await lock(deliveryId, token: token, on: conn) != nil else { return }
@@ -187,7 +188,7 @@ public struct DispatchStore: Sendable {
                 """, logger: logger)
             _ = try await move(
                 attemptId: attempt.id, deliveryId: deliveryId, to: status == .queued ? .sent : status, errorCode: nil, errorMessage: nil,
-                retryable: false, actor: .worker, on: conn)
+                retryable: false, actor: .worker, note: reconciled ? ["reconciled": true] : [:], on: conn)
         }
     }
 
@@ -270,7 +271,7 @@ public struct DispatchStore: Sendable {
     /// Moves an attempt forward (no-op when the move is not allowed), with its audit event.
     func move(
         attemptId: UUID, deliveryId: UUID, to status: AttemptStatus, errorCode: String?, errorMessage: String?, retryable: Bool,
-        actor: DispatchActor, on conn: PostgresConnection
+        actor: DispatchActor, note: [String: AuditJSON] = [:], on conn: PostgresConnection
     ) async throws -> StatusReportOutcome {
         let rows = try await conn.query(
             "SELECT status, channel FROM delivery_attempts WHERE id = \(attemptId) FOR UPDATE", logger: logger)
@@ -288,6 +289,7 @@ public struct DispatchStore: Sendable {
         var details: [String: AuditJSON] = ["attemptId": .string(attemptId.lowercasedString), "channel": .string(channel)]
         if let errorCode { details["errorCode"] = .string(errorCode) }
         if retryable { details["retryable"] = true }
+        details.merge(note) { _, new in new }
         try await audit(
             conn, "delivery.attempt_\(status.rawValue)", deliveryId, from: from.rawValue, to: status.rawValue, actor: actor,
             reason: errorMessage, details: .object(details))

@@ -234,7 +234,8 @@ public final class DispatchWorker: Sendable {
         }
         logger.notice("dispatch: found the message of an interrupted send", metadata: ["attempt": "\(reference)", "id": "\(found.id)"])
         try await store.recordAccepted(
-            attempt, deliveryId: delivery.id, token: token, providerMessageId: found.id, status: found.status.isFailure ? .sent : found.status)
+            attempt, deliveryId: delivery.id, token: token, providerMessageId: found.id, status: found.status.isFailure ? .sent : found.status,
+            reconciled: true)
         if found.status.isFailure {
             try await store.recordFailure(
                 attempt, deliveryId: delivery.id, token: token, status: found.status, retryable: false, errorCode: found.code.map(String.init),

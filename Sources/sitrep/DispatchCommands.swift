@@ -42,7 +42,7 @@ extension Configuration.Dispatch {
             retryBase: .milliseconds(retryBaseMilliseconds), retryCap: .seconds(300), concurrency: concurrency,
             pollInterval: .milliseconds(pollMilliseconds),
             // Outlasts a call and the look-up after it, so no two workers hold one delivery.
-            lease: timeout * 3 + .seconds(10))
+            lease: timeout * 2 + .seconds(5))
         return DispatchWorker(db: db, twilio: twilio, sendGrid: sendGrid, settings: settings, logger: logger)
     }
 }

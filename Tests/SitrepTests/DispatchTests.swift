@@ -210,6 +210,64 @@ struct DispatchTests {
         }
     }
 
+    @Test func anInterruptedSendIsLookedUpNotRepeated() async throws {
+        try await withDispatch { f in
+            // No callbacks: only a look-up at the provider can tell what happened.
+            f.standIn.script("whatsapp:+971500000001", .dropCallbacks)
+            let briefing = try await distribute(
+                f,
+                [
+                    DistributionTests.recipientJSON("Ahmed", phone: "+971500000001"),
+                    DistributionTests.recipientJSON("Eve", phone: "+971500000005", email: "eve@example.gov", channels: ["email"]),
+                    DistributionTests.recipientJSON("Farid", phone: "+971500000006"),
+                ])
+            let worker = f.worker()
+            let twilio = TwilioClient(configuration: f.standIn.twilioConfiguration(), httpClient: .shared)
+            let sendGrid = SendGridClient(configuration: f.standIn.sendGridConfiguration(), httpClient: .shared)
+            // A worker claims all three, records its attempts, and dies: after Ahmed's and Eve's
+            // calls reached the provider but before their answers were recorded; before Farid's call.
+            let (token, ids) = try await worker.store.claim(limit: 10, lease: .seconds(30))
+            #expect(ids.count == 3)
+            for id in ids {
+                let delivery = try #require(try await worker.store.load(id, token: token))
+                let channel: DispatchChannel = delivery.recipientName == "Eve" ? .email : .whatsapp
+                let attempt = try #require(try await worker.store.startAttempt(id, token: token, channel: channel))
+                let reference = attempt.id.lowercasedString
+                switch delivery.recipientName {
+                case "Ahmed":
+                    _ = try await twilio.sendWhatsAppTemplate(
+                        to: delivery.phone, contentSid: Self.contentSids["en"]!,
+                        contentVariables: ["1": "Ahmed", "2": "today", "3": "Daily briefing", "4": reference],
+                        statusCallback: f.webhook.statusCallbackURL + "?attempt=" + reference)
+                case "Eve":
+                    _ = try await sendGrid.send(
+                        to: "eve@example.gov", name: "Eve", subject: "Daily briefing", text: "…", html: nil, attachment: nil,
+                        customArgs: ["sitrep_attempt": reference])
+                default: break
+                }
+            }
+            // The provider delivers Ahmed's message meanwhile (reported to no one); then the lease
+            // runs out and the call's time-out has long passed.
+            try await Task.sleep(for: .milliseconds(500))
+            try await f.h.db.client.query("UPDATE delivery_attempts SET attempted_at = attempted_at - interval '1 minute'")
+            try await f.h.db.client.query("UPDATE deliveries SET next_attempt_at = now() - interval '1 second'")
+
+            let done = try await drain(f, worker, briefing, timeout: .seconds(30))
+            func d(_ name: String) -> Delivery { done.first { $0.recipientName == name }! }
+            #expect(done.allSatisfy { $0.status == .delivered })
+            #expect(d("Ahmed").attempts.map(\.status) == [.delivered] && d("Ahmed").attempts[0].providerMessageId?.hasPrefix("SM") == true)
+            #expect(d("Eve").attempts.map(\.status) == [.sent] && d("Eve").attempts[0].providerMessageId != nil)
+            #expect(d("Farid").attempts.map(\.errorCode) == ["not_sent", nil] && d("Farid").attempts.map(\.status) == [.failed, .delivered])
+            // Each reached the provider exactly once.
+            #expect(f.standIn.messages().filter { $0.to == "whatsapp:+971500000001" }.count == 1)
+            #expect(f.standIn.messages().filter { $0.to == "whatsapp:+971500000006" }.count == 1)
+            #expect(f.standIn.mails().filter { $0.recipients == ["eve@example.gov"] }.count == 1)
+            #expect(
+                try await DistributionTests.count(
+                    "SELECT count(*)::int8 FROM audit_events WHERE details->>'reconciled' = 'true'", f.h) == 2)
+        }
+    }
+
     /// A status callback as Twilio would send it.
     func callback(
         _ f: Fixture, attempt: UUID?, _ form: [(String, String)], signature: String?? = .none, token: String? = nil
