@@ -98,8 +98,8 @@ struct DevProviders: AsyncParsableCommand {
         commandName: "dev-providers",
         abstract: "Run the local Twilio and SendGrid stand-in for development (refused in production).",
         discussion: """
-            Accepts every message and mail and calls back delivered (signed like Twilio). Prints its \
-            base URL, then the account sid, auth token and API key it expects, one per line.
+            Accepts every message and mail and calls back delivered (signed like Twilio). Prints the \
+            settings that point Sitrep at it, one SITREP_…=value line each (ready for `export`).
             """)
 
     @Option(help: "Port on 127.0.0.1 to listen on.")
@@ -112,7 +112,11 @@ struct DevProviders: AsyncParsableCommand {
         let standIn = try await ProviderStandIn.start(port: port, logger: Logger(label: "dev-providers"))
         let c = standIn.configuration
         // Unbuffered: Tools/run waits for these lines.
-        FileHandle.standardOutput.write(Data("\(standIn.baseURL)\n\(c.accountSid)\n\(c.authToken)\n\(c.sendGridAPIKey)\n".utf8))
+        let settings = [
+            ("SITREP_TWILIO_BASE_URL", standIn.baseURL), ("SITREP_TWILIO_ACCOUNT_SID", c.accountSid), ("SITREP_TWILIO_AUTH_TOKEN", c.authToken),
+            ("SITREP_SENDGRID_BASE_URL", standIn.baseURL), ("SITREP_SENDGRID_API_KEY", c.sendGridAPIKey),
+        ]
+        FileHandle.standardOutput.write(Data(settings.map { "\($0.0)=\($0.1)\n" }.joined().utf8))
         while !Task.isCancelled {
             try await Task.sleep(for: .seconds(3600))
         }
