@@ -99,7 +99,8 @@ public final class DispatchWorker: Sendable {
                     } catch {
                         // The lease runs out and the delivery is picked up again.
                         self.logger.warning(
-                            "dispatch: a delivery step failed", metadata: ["delivery": "\(id.lowercasedString)", "error": "\(String(reflecting: error))"])
+                            "dispatch: a delivery step failed",
+                            metadata: ["delivery": "\(id.lowercasedString)", "error": "\(String(reflecting: error))"])
                     }
                 }
             }

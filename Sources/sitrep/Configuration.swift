@@ -106,7 +106,10 @@ struct Configuration: Sendable {
         ("SITREP_ALLOWED_ORIGINS", "the public URL's origin", "comma-separated origins allowed to write with a session cookie"),
         ("SITREP_SESSION_IDLE_MINUTES", "15", "a browser session unused this long ends"),
         ("SITREP_SESSION_ABSOLUTE_HOURS", "8", "a browser session ends this long after sign-in"),
-        ("SITREP_TWILIO_ACCOUNT_SID", "(none: no WhatsApp/SMS)", "Twilio account (AC…); with the auth token, enables WhatsApp, SMS and the status webhook"),
+        (
+            "SITREP_TWILIO_ACCOUNT_SID", "(none: no WhatsApp/SMS)",
+            "Twilio account (AC…); with the auth token, enables WhatsApp, SMS and the status webhook"
+        ),
         ("SITREP_TWILIO_AUTH_TOKEN", "(none)", "Twilio auth token: API password and the key of X-Twilio-Signature"),
         ("SITREP_TWILIO_BASE_URL", "https://api.twilio.com", "Twilio API; a local stand-in's URL in development (refused in production)"),
         ("SITREP_TWILIO_WHATSAPP_FROM", "(required with Twilio)", "approved WhatsApp sender, whatsapp:+971…"),
@@ -124,7 +127,10 @@ struct Configuration: Sendable {
         ("SITREP_SENDGRID_FROM", "(required with SendGrid)", "verified sender address of briefing mails"),
         ("SITREP_SENDGRID_FROM_NAME", "Sitrep", "sender display name"),
         ("SITREP_PROVIDER_TIMEOUT_SECONDS", "15", "longest Twilio or SendGrid call"),
-        ("SITREP_DISPATCH_IN_SERVE", "true", "run the dispatch worker inside `sitrep serve` (when a provider is configured); `sitrep worker` runs it alone"),
+        (
+            "SITREP_DISPATCH_IN_SERVE", "true",
+            "run the dispatch worker inside `sitrep serve` (when a provider is configured); `sitrep worker` runs it alone"
+        ),
         ("SITREP_DISPATCH_CONCURRENCY", "8", "deliveries one worker handles at once"),
         ("SITREP_DISPATCH_CHANNEL_TIMEOUT_SECONDS", "600", "how long WhatsApp or SMS may stay unconfirmed before the next channel"),
         ("SITREP_DISPATCH_TRIES_PER_CHANNEL", "5", "tries on one channel after 429/5xx/time-outs before the next channel"),

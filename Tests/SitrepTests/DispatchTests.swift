@@ -12,9 +12,9 @@ import NIOPosix
 import PostgresNIO
 import ProviderStandIn
 import SitrepRuntime
+import Storage
 import Testing
 import Twilio
-import Storage
 
 /// The dispatch worker against the provider stand-in: every fallback path, retries, time-outs,
 /// reconciliation, and the signed status webhook, with the audit trail of each.
@@ -203,7 +203,8 @@ struct DispatchTests {
             for try await r in try await f.h.db.client.query(
                 "SELECT reason FROM audit_events WHERE action = 'delivery.failed' AND entity_id = \(d("Eve").id.lowercasedString)"
             ).decode(String.self) { reason = r }
-            #expect(reason.contains("whatsapp: failed (21211)") && reason.contains("sms: failed (21211)") && reason.contains("email: failed (http_400)"))
+            #expect(
+                reason.contains("whatsapp: failed (21211)") && reason.contains("sms: failed (21211)") && reason.contains("email: failed (http_400)"))
             #expect(try await auditActions(f, delivery: d("Gita").id).contains("delivery.attempt_read"))
             // The audit chain is intact after all of it.
             #expect(try await AuditVerifierCheck.intact(f.h))
@@ -318,7 +319,8 @@ struct DispatchTests {
             let garbage = try await callback(f, attempt: attempt.id, form("delivered"), signature: "bm90IGEgc2lnbmF0dXJl")
             #expect(garbage.status == .forbidden)
             let signedForOther = TwilioSignature.compute(
-                url: f.webhook.statusCallbackURL + "?attempt=" + attempt.id.lowercasedString, parameters: form("failed"), authToken: f.webhook.authToken)
+                url: f.webhook.statusCallbackURL + "?attempt=" + attempt.id.lowercasedString, parameters: form("failed"),
+                authToken: f.webhook.authToken)
             let tampered = try await callback(f, attempt: attempt.id, form("delivered"), signature: .some(signedForOther))
             #expect(tampered.status == .forbidden)
             let movedURL = try await callback(f, attempt: UUID(), form("delivered"), signature: .some(signedForOther))
@@ -334,7 +336,8 @@ struct DispatchTests {
             #expect(try await deliveries(f, briefing)[0].status == .inProgress)
 
             // Unknown message: accepted and ignored, so Twilio does not retry.
-            let unknown = try await callback(f, attempt: nil, [("MessageSid", "SM" + String(repeating: "0", count: 32)), ("AccountSid", account), ("MessageStatus", "delivered")])
+            let unknown = try await callback(
+                f, attempt: nil, [("MessageSid", "SM" + String(repeating: "0", count: 32)), ("AccountSid", account), ("MessageStatus", "delivered")])
             #expect(unknown.status == .noContent)
             // Delivered, found by the attempt in the URL; then replayed, then an older status.
             #expect(try await callback(f, attempt: attempt.id, form("delivered")).status == .noContent)
@@ -346,7 +349,9 @@ struct DispatchTests {
             let after = try await deliveries(f, briefing)[0]
             #expect(after.status == .delivered && after.attempts.map(\.status) == [.read] && after.attempts[0].errorCode == nil)
             #expect(
-                try await auditActions(f, delivery: delivery.id) == before + ["delivery.attempt_delivered", "delivery.delivered", "delivery.attempt_read"])
+                try await auditActions(f, delivery: delivery.id) == before + [
+                    "delivery.attempt_delivered", "delivery.delivered", "delivery.attempt_read",
+                ])
             var actors: [String] = []
             for try await a in try await f.h.db.client.query(
                 "SELECT DISTINCT actor_id FROM audit_events WHERE action IN ('delivery.attempt_delivered', 'delivery.attempt_read')"
@@ -358,7 +363,8 @@ struct DispatchTests {
     @Test func theWebhookAnswers503WhenDispatchIsNotConfigured() async throws {
         try await withDispatch(configured: false) { f in
             let answer = try await callback(
-                f, attempt: nil, [("MessageSid", "SM" + String(repeating: "0", count: 32)), ("AccountSid", f.webhook.accountSid), ("MessageStatus", "sent")])
+                f, attempt: nil,
+                [("MessageSid", "SM" + String(repeating: "0", count: 32)), ("AccountSid", f.webhook.accountSid), ("MessageStatus", "sent")])
             #expect(answer.status == .serviceUnavailable && answer.headers[.contentType] == "application/problem+json")
         }
     }

@@ -196,7 +196,8 @@ struct SitrepHarness: Sendable {
             hubs.append(hub)
             let handlers = SitrepHandlers(
                 db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions, signalHub: hub,
-                twilioWebhook: twilioWebhook, pendingMigrations: {
+                twilioWebhook: twilioWebhook,
+                pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
             let router = Router(context: SitrepRequestContext.self)
