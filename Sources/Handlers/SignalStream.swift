@@ -72,6 +72,8 @@ public final class SignalStreamHub: Sendable {
     let settings: Settings
     let logger: Logger
     private let state = Mutex(State())
+    /// Signal changes this instance has committed (see ``changeMark``).
+    private let localWrites = Atomic<Int>(0)
     private let wake: AsyncStream<Void>.Continuation
     private let wakes: AsyncStream<Void>
 
@@ -98,9 +100,22 @@ public final class SignalStreamHub: Sendable {
             logger: logger)
     }
 
+    /// Whether the hub has read the event log's head (streams and cached pages need it).
+    public var hasStarted: Bool { state.withLock { $0.lastSeq != nil } }
+
+    /// What the signals look like from here: the head of the event log this hub has read, and
+    /// how many changes this instance committed. It moves on every signal change this instance
+    /// knows of (its own at once, other instances' on their wake-up); nil until the hub runs.
+    var changeMark: SignalPageCache.Mark? {
+        let writes = localWrites.load(ordering: .acquiring)
+        guard let seq = state.withLock({ $0.lastSeq }) else { return nil }
+        return SignalPageCache.Mark(seq: seq, writes: writes)
+    }
+
     /// After commit: wakes every instance's hub (Redis) and this one. Never fails the request;
     /// without Redis the other instances find the events on their next poll.
     func notify() async {
+        localWrites.add(1, ordering: .releasing)
         wake.yield()
         guard let redis else { return }
         do {

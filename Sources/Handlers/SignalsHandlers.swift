@@ -193,11 +193,18 @@ extension SitrepHandlers {
                     detail: "since must be before until.",
                     errors: [FieldError(pointer: "/query/since", message: "must be before until")]))
         }
-        var items: [Signal] = []
-        items.reserveCapacity(input.limit + 1)
         let filtered =
             input.category?.isEmpty == false || input.status?.isEmpty == false || input.minSeverity != nil || input.tag != nil
             || input.since != nil || input.until != nil || input.q != nil
+        // Unfiltered pages come from memory while no signal changed (read before the query).
+        let key = SignalPageCache.Key(limit: input.limit, after: after)
+        let mark = !filtered && signalPages.enabled ? signalHub?.changeMark : nil
+        if let mark, let page = signalPages.page(key, mark: mark) {
+            if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
+            return .ok(SignalPage(items: page.items, nextCursor: page.next), etag: page.etag)
+        }
+        var items: [Signal] = []
+        items.reserveCapacity(input.limit + 1)
         if !filtered {
             try await database {
                 if let after {
@@ -227,6 +234,7 @@ extension SitrepHandlers {
         }
         named.append(contentsOf: (next ?? "").utf8)
         let etag = ConditionalRequest.etag(prefix: "l", bytes: named)
+        if let mark { signalPages.store(SignalPageCache.Page(items: items, next: next, etag: etag), for: key, mark: mark) }
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
         return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
     }

@@ -20,16 +20,19 @@ public struct SitrepHandlers: SitrepAPI {
     let signalHub: SignalStreamHub?
     /// The Twilio status callback's keys; nil: `receiveTwilioStatus` answers 503.
     let twilioWebhook: TwilioWebhookSettings?
+    /// Unfiltered signal pages kept while nothing changed (``SignalPageCache``).
+    let signalPages: SignalPageCache
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
         sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, twilioWebhook: TwilioWebhookSettings? = nil,
-        pendingMigrations: @escaping @Sendable () async throws -> [String]
+        listCacheMaxAge: Duration = .zero, pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
         self.sessions = sessions
         self.signalHub = signalHub
         self.twilioWebhook = twilioWebhook
+        self.signalPages = SignalPageCache(maxAge: signalHub == nil ? .zero : listCacheMaxAge)
         self.db = db
         self.redis = redis
         self.stepUpContext = stepUpContext

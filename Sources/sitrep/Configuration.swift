@@ -26,6 +26,7 @@ struct Configuration: Sendable {
     var validateResponses: Bool
     var databasePoolSize: Int
     var dashboardTTLMilliseconds: Int
+    var listCacheMilliseconds: Int
     var oidcClientId: String?
     var oidcClientSecret: String?
     var oidcScope: String?
@@ -96,6 +97,10 @@ struct Configuration: Sendable {
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
         ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
         ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
+        (
+            "SITREP_LIST_CACHE_MS", "1000",
+            "longest an unfiltered signal page is served from memory; dropped at once when this instance learns of a change (0: off)"
+        ),
         (
             "SITREP_OIDC_CLIENT_ID", "(none: no browser sign-in)",
             "the backend-for-frontend's client id at the issuer; enables /v1/auth/* cookie sessions"
@@ -246,7 +251,8 @@ struct Configuration: Sendable {
                 }),
             stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
             databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500),
-            dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000), oidcClientId: clientId,
+            dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000),
+            listCacheMilliseconds: int("SITREP_LIST_CACHE_MS", default: 1000, range: 0...60_000), oidcClientId: clientId,
             oidcClientSecret: value("SITREP_OIDC_CLIENT_SECRET"), oidcScope: value("SITREP_OIDC_SCOPE"), publicURL: publicURL,
             allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
             sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168), dispatch: dispatch)

@@ -185,4 +185,66 @@ struct SignalStreamTests {
             #expect(severe.status == .badRequest)
         }
     }
+
+    /// Unfiltered list pages served from memory are dropped as soon as a change is known: at once
+    /// on the instance that made it, over pub/sub on the others.
+    @Test func cachedListPagesFollowEveryChange() async throws {
+        try await SitrepHarness.instances(2, listCache: .seconds(60)) { clients, h in
+            let (a, b) = (clients[0], clients[1])
+            func page(_ c: any TestClientProtocol, etag: String? = nil) async throws -> (TestResponse, SignalPage?) {
+                var headers = HTTPFields.auth(h.tokens.admin)
+                if let etag { headers[.ifNoneMatch] = etag }
+                let r = try await c.execute(uri: "/v1/signals?limit=5", method: .get, headers: headers)
+                return (r, r.status == .ok ? try r.decode(SignalPage.self) : nil)
+            }
+            func sources(_ c: any TestClientProtocol) async throws -> [String] { try await page(c).1?.items.map(\.sourceId) ?? [] }
+            try await Self.ingest(a, h, ["C1"])
+            // Both hubs have read the log's head (a cache needs it).
+            #expect(try await Self.until { h.hubs.allSatisfy(\.hasStarted) })
+            let (onA0, onB0) = (try await sources(a), try await sources(b))
+            #expect(onA0 == ["C1"] && onB0 == ["C1"])
+            let (first, cached) = try await page(a)
+            let etag = try #require(first.headers[.eTag])
+            #expect(try await page(a, etag: etag).0.status == .notModified)
+            #expect(cached?.items.count == 1)
+            // It is served from memory: a change behind the service's back (no signal event) is
+            // not seen until the page's age runs out.
+            try await h.db.client.query("UPDATE signals SET title = 'Changed out of band'")
+            let stale = try await page(a)
+            #expect(stale.1?.items.first?.title == "Brent crude rises", "\(stale.0.status) \(stale.0.text.prefix(300))")
+
+            // A's own write: its next read sees it (read your writes), no waiting.
+            try await Self.ingest(a, h, ["C2"])
+            let afterOwnWrite = try await sources(a)
+            #expect(afterOwnWrite == ["C2", "C1"])
+            #expect(try await page(a, etag: etag).0.status == .ok)
+            // B learns over pub/sub within moments, although its page could live 60 s.
+            var seen: [String] = []
+            let clock = ContinuousClock()
+            let start = clock.now
+            while clock.now - start < .seconds(2) {
+                seen = try await sources(b)
+                if seen.first == "C2" { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(seen == ["C2", "C1"])
+
+            // A triage on B shows on B at once and on A soon after.
+            let newest = try #require(try await page(b).1?.items.first)
+            let triage = try await b.execute(
+                uri: "/v1/signals/\(newest.id.lowercasedString)/triage", method: .post,
+                headers: .auth(h.tokens.admin, json: true, ifMatch: newest.etag), body: buffer(#"{"status":"acknowledged","note":null}"#))
+            #expect(triage.status == .ok, "\(triage.text)")
+            #expect(try await page(b).1?.items.first?.status == .acknowledged)
+            var onA: SignalStatus?
+            let startA = clock.now
+            while clock.now - startA < .seconds(2) {
+                onA = try await page(a).1?.items.first?.status
+                if onA == .acknowledged { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(onA == .acknowledged)
+        }
+    }
+
 }

@@ -79,7 +79,7 @@ struct SitrepHarness: Sendable {
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         stream: SignalStreamHub.Settings = SignalStreamHub.Settings(), twilioWebhook: TwilioWebhookSettings? = nil, port: Int = 0,
-        _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
+        listCache: Duration = .zero, _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
             var apps: [any ApplicationProtocol] = []
@@ -88,7 +88,7 @@ struct SitrepHarness: Sendable {
             var extraRedis: [RedisClient] = []
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, into: &apps, hubs: &hubs)
+                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, into: &apps, hubs: &hubs)
             // The test frameworks pick their own port; a server that must be reachable at a known
             // address (a provider calling back) is the same first instance served again on `port`.
             let fixed: (any ApplicationProtocol)? = port == 0 ? nil : apps[0].served(at: port)
@@ -98,7 +98,7 @@ struct SitrepHarness: Sendable {
                 extraRedis.append(
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, into: &apps, hubs: &hubs))
+                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, into: &apps, hubs: &hubs))
             }
             let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
             let pools = extraPools
@@ -150,7 +150,8 @@ struct SitrepHarness: Sendable {
     private static func makeApplication(
         db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
         dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
-        twilioWebhook: TwilioWebhookSettings?, into apps: inout [any ApplicationProtocol], hubs: inout [SignalStreamHub]
+        twilioWebhook: TwilioWebhookSettings?, listCache: Duration = .zero, into apps: inout [any ApplicationProtocol],
+        hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
             guard let url = overrideRedis ?? redisURL else { throw RedisNotConfigured() }
@@ -196,7 +197,7 @@ struct SitrepHarness: Sendable {
             hubs.append(hub)
             let handlers = SitrepHandlers(
                 db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions, signalHub: hub,
-                twilioWebhook: twilioWebhook,
+                twilioWebhook: twilioWebhook, listCacheMaxAge: listCache,
                 pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
