@@ -73,6 +73,8 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // glibc's malloc.h (malloc_trim), for handing freed memory back to the OS.
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(
             name: "Redis",
             dependencies: [
@@ -176,7 +178,7 @@ let package = Package(
             name: "sitrep",
             dependencies: [
                 "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "Twilio", "DeliveryWorker",
-                "ProviderStandIn",
+                "ProviderStandIn", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

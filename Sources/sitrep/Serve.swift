@@ -117,6 +117,7 @@ struct Serve: AsyncParsableCommand {
             .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
             // Listed after the app so it stops first (reverse order): open streams end, and the app can drain.
             .init(service: SignalHubService(hub: signalHub)),
+            .init(service: MemoryTrimService()),
         ]
         if config.dispatch.inServe, let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) {
             services.append(.init(service: DispatchWorkerService(worker: worker)))
