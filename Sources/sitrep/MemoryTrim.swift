@@ -1,7 +1,8 @@
+import ServiceLifecycle
+
 #if canImport(CMalloc)
     import CMalloc
 #endif
-import ServiceLifecycle
 
 /// Hands freed heap memory back to the operating system every few seconds.
 ///

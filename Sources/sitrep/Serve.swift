@@ -98,7 +98,8 @@ struct Serve: AsyncParsableCommand {
         let handlers = SitrepHandlers(
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
             dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions, signalHub: signalHub,
-            twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds), pendingMigrations: { try await migrator.pending().map(\.name) })
+            twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds),
+            pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))
         router.registerSitrepAPI(handlers, runtime: runtime)
