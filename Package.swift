@@ -164,6 +164,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The pure core of the treasury CSV upload: a streaming RFC 4180 parser, exact decimals,
+        // and the row validator.
+        .target(name: "Treasury", dependencies: []),
         .target(
             name: "Handlers",
             dependencies: [
@@ -216,7 +219,7 @@ let package = Package(
             name: "SitrepTests",
             dependencies: [
                 "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "BriefingPDF", "Twilio",
-                "ProviderStandIn", "DeliveryWorker",
+                "ProviderStandIn", "DeliveryWorker", "Treasury",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

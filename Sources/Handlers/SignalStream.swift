@@ -61,6 +61,8 @@ public final class SignalStreamHub: Sendable {
     private struct State {
         /// The highest event sequence handed to subscribers; nil until the hub has started.
         var lastSeq: Int64?
+        /// The highest event sequence known to exist (read at each wake-up, before delivery).
+        var knownHead: Int64 = 0
         var subscribers: [Int: Subscriber] = [:]
         var nextId = 0
         var dropped = 0
@@ -108,7 +110,7 @@ public final class SignalStreamHub: Sendable {
     /// knows of (its own at once, other instances' on their wake-up); nil until the hub runs.
     var changeMark: SignalPageCache.Mark? {
         let writes = localWrites.load(ordering: .acquiring)
-        guard let seq = state.withLock({ $0.lastSeq }) else { return nil }
+        guard let seq = state.withLock({ $0.lastSeq == nil ? nil : $0.knownHead }) else { return nil }
         return SignalPageCache.Mark(seq: seq, writes: writes)
     }
 
@@ -194,11 +196,20 @@ public final class SignalStreamHub: Sendable {
     /// Reads the event log's head once, at start: events before it are history (replay only).
     private func start() async throws {
         guard state.withLock({ $0.lastSeq }) == nil else { return }
+        let head = try await head()
+        state.withLock { s in
+            if s.lastSeq == nil { s.lastSeq = head }
+            s.knownHead = max(s.knownHead, head)
+        }
+    }
+
+    /// The event log's head now.
+    private func head() async throws -> Int64 {
         var head: Int64 = 0
         for try await v in try await db.query("SELECT coalesce(max(seq), 0)::int8 FROM signal_events", logger: logger).decode(Int64.self) {
             head = v
         }
-        state.withLock { s in if s.lastSeq == nil { s.lastSeq = head } }
+        return head
     }
 
     /// Reads events after the last one handed out and delivers them.
@@ -207,6 +218,17 @@ public final class SignalStreamHub: Sendable {
             try await start()
             return
         }
+        // Learn the head first: cached list pages older than it stop being served at once, even
+        // while a backlog is still being delivered. With no stream open, nothing needs the
+        // backlog: jump to the head instead of reading and encoding it.
+        let head = try await head()
+        let skipped = state.withLock { s in
+            s.knownHead = max(s.knownHead, head)
+            guard s.subscribers.isEmpty else { return false }
+            s.lastSeq = max(s.lastSeq ?? 0, head)
+            return true
+        }
+        if skipped { return }
         while true {
             let after = state.withLock { $0.lastSeq ?? 0 }
             let events = try await fetch(after: after, upTo: nil, limit: 500)
@@ -248,6 +270,7 @@ public final class SignalStreamHub: Sendable {
         let tooSlow: [AsyncStream<Chunk>.Continuation] = state.withLock { s in
             guard event.seq > (s.lastSeq ?? 0) else { return [] }
             s.lastSeq = event.seq
+            s.knownHead = max(s.knownHead, event.seq)
             var slow: [AsyncStream<Chunk>.Continuation] = []
             for (id, sub) in s.subscribers where sub.filter.matches(event.signal) {
                 switch sub.continuation.yield(event.chunk) {
