@@ -121,6 +121,8 @@ public struct APIRuntime: Sendable {
     public var securityEvents: (any SecurityEventSink)?
     /// Origins (`scheme://host[:port]`) whose pages may send cookie-authenticated writes.
     public var allowedOrigins: Set<String> = []
+    /// Per-operation counts and latencies for `/metrics`; nil: not measured.
+    public var metrics: APIMetrics?
     public var logger: Logger
 
     public init(
@@ -168,6 +170,19 @@ public struct APIRuntime: Sendable {
     /// Runs one operation: policy enforcement, body handling, the handler, error mapping.
     /// Never throws: every failure becomes a problem response.
     public func serve(
+        _ op: OperationInfo, request: Request, context: SitrepRequestContext,
+        _ run: @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
+    ) async -> Response {
+        guard let metrics else { return await answer(op, request: request, context: context, run) }
+        let start = ContinuousClock.now
+        metrics.inFlight.increment()
+        let response = await answer(op, request: request, context: context, run)
+        metrics.inFlight.decrement()
+        metrics.record(op, status: Int(response.status.code), duration: ContinuousClock.now - start)
+        return response
+    }
+
+    private func answer(
         _ op: OperationInfo, request: Request, context: SitrepRequestContext,
         _ run: @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
@@ -221,6 +236,7 @@ public struct APIRuntime: Sendable {
                 let d = try await limiter.check(policy: policy, key: key)
                 rateHeaders = d.headers(policy: policy)
                 if !d.allowed {
+                    metrics?.rejected(policy: policy)
                     throw ProblemError(
                         Problem(
                             status: 429, code: "rate_limit.exceeded",

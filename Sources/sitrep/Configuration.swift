@@ -27,6 +27,7 @@ struct Configuration: Sendable {
     var databasePoolSize: Int
     var dashboardTTLMilliseconds: Int
     var listCacheMilliseconds: Int
+    var metricsToken: String?
     var oidcClientId: String?
     var oidcClientSecret: String?
     var oidcScope: String?
@@ -252,7 +253,8 @@ struct Configuration: Sendable {
             stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
             databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500),
             dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000),
-            listCacheMilliseconds: int("SITREP_LIST_CACHE_MS", default: 1000, range: 0...60_000), oidcClientId: clientId,
+            listCacheMilliseconds: int("SITREP_LIST_CACHE_MS", default: 1000, range: 0...60_000),
+            metricsToken: value("SITREP_METRICS_TOKEN"), oidcClientId: clientId,
             oidcClientSecret: value("SITREP_OIDC_CLIENT_SECRET"), oidcScope: value("SITREP_OIDC_SCOPE"), publicURL: publicURL,
             allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
             sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168), dispatch: dispatch)

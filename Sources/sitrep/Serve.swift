@@ -6,8 +6,10 @@ import Generated
 import Handlers
 import Hummingbird
 import Logging
+import Metrics
 import NIOPosix
 import PostgresNIO
+import Prometheus
 import Redis
 import ServiceLifecycle
 import SitrepRuntime
@@ -86,6 +88,19 @@ struct Serve: AsyncParsableCommand {
             maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
             stepUpContext: config.stepUpContext, securityEvents: SecurityAuditLog(db: postgres, logger: logger), logger: logger)
         runtime.allowedOrigins = Set(config.allowedOrigins)
+        // Prometheus at /metrics; libraries' swift-metrics go to the same registry.
+        let registry = PrometheusCollectorRegistry()
+        let queueDepth = registry.makeGauge(
+            name: "sitrep_dispatch_queue_depth", help: "Deliveries queued or in progress (all workers), read at each scrape.")
+        let metrics = APIMetrics(registry: registry) {
+            let depth = try? await postgres.query(
+                "SELECT count(*)::int8 FROM deliveries WHERE status IN ('queued', 'in_progress')", logger: logger
+            ).collect().first?.decode(Int64.self)
+            if let depth { queueDepth.set(Double(depth)) }
+        }
+        metrics.register(SitrepOperations.all)
+        MetricsSystem.bootstrap(metrics.factory)
+        runtime.metrics = metrics
         do {
             try runtime.verify(operations: SitrepOperations.all)
         } catch {
@@ -104,6 +119,7 @@ struct Serve: AsyncParsableCommand {
         router.add(middleware: SitrepMiddleware(runtime: runtime))
         router.registerSitrepAPI(handlers, runtime: runtime)
         router.registerContractDocuments()
+        router.registerMetrics(metrics, token: config.metricsToken)
 
         let app = Application(
             router: router,

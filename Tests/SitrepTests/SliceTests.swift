@@ -391,6 +391,38 @@ struct SliceTests {
             }
         }
     }
+
+    @Test func metricsCountEveryOperationAndNeedTheScrapeToken() async throws {
+        let tight = ["writes": RedisRateLimiter.Policy(limit: 1, windowSeconds: 60)]
+        try await SitrepHarness.with(rateLimits: tight) { client, h in
+            for _ in 0..<3 { _ = try await client.execute(uri: "/healthz", method: .get) }
+            _ = try await client.execute(uri: "/v1/signals?limit=5", method: .get, headers: .auth(h.tokens.viewer))
+            _ = try await client.execute(uri: "/v1/signals?limit=5", method: .get)  // 401
+            // The second write in the window is refused by the `writes` policy.
+            for _ in 0..<2 {
+                _ = try await client.execute(
+                    uri: "/v1/posture/cyber", method: .put, headers: .auth(h.tokens.executiveMFA, json: true, ifMatch: "\"x\""),
+                    body: buffer(#"{"level":"elevated","reason":"drill"}"#))
+            }
+
+            let refused = try await client.execute(uri: "/metrics", method: .get)
+            #expect(refused.status == .unauthorized && refused.headers[.wwwAuthenticate] != nil)
+            var headers = HTTPFields()
+            headers[.authorization] = "Bearer " + SitrepHarness.metricsToken
+            let scrape = try await client.execute(uri: "/metrics", method: .get, headers: headers)
+            #expect(scrape.status == .ok && scrape.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let text = scrape.text
+            #expect(text.contains(#"sitrep_http_requests_total{operation="getHealth",status="200"} 3"#), "\(text.prefix(3000))")
+            #expect(text.contains(#"sitrep_http_requests_total{operation="listSignals",status="200"} 1"#))
+            #expect(text.contains(#"sitrep_http_requests_total{operation="listSignals",status="401"} 1"#))
+            #expect(text.contains(#"sitrep_http_request_duration_seconds_count{operation="getHealth"} 3"#))
+            #expect(text.contains(#"sitrep_http_request_duration_seconds_bucket{operation="getHealth",le="+Inf"} 3"#))
+            #expect(text.contains(#"sitrep_rate_limit_rejections_total{policy="writes"} 1"#))
+            #expect(text.contains("sitrep_http_requests_in_flight 0"))
+            // Tokens never appear in metrics.
+            #expect(!text.contains(h.tokens.viewer))
+        }
+    }
 }
 
 /// Readiness follows Redis: 503 naming it while it is down, 200 again once it is back, with no

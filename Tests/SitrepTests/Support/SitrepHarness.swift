@@ -44,6 +44,9 @@ struct SitrepHarness: Sendable {
         var description: String { "SITREP_TEST_REDIS_URL is not set; run the tests through Tools/test" }
     }
 
+    /// What Prometheus sends to read `/metrics` in the tests.
+    static let metricsToken = "metrics-scrape-token"
+
     /// The origin the tests pretend the frontend is served from.
     static let publicURL = "https://sitrep.test"
 
@@ -189,6 +192,9 @@ struct SitrepHarness: Sendable {
                 validateResponses: true, securityEvents: SecurityAuditLog(db: dbClient, logger: TestDatabase.logger),
                 logger: TestDatabase.logger)
             runtime.allowedOrigins = [Self.publicURL]
+            let metrics = APIMetrics()
+            metrics.register(SitrepOperations.all)
+            runtime.metrics = metrics
             let migrations = db.migrations
             let hub = SignalStreamHub(
                 db: dbClient, redis: redis,
@@ -205,6 +211,7 @@ struct SitrepHarness: Sendable {
             router.add(middleware: SitrepMiddleware(runtime: runtime))
             router.registerSitrepAPI(handlers, runtime: runtime)
             router.registerContractDocuments()
+            router.registerMetrics(metrics, token: Self.metricsToken)
             apps.append(Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: TestDatabase.logger))
             return redis
         }
