@@ -19,8 +19,9 @@ public struct SitrepMiddleware: RouterMiddleware {
         context.logger[metadataKey: "requestId"] = .string(requestId)
         let start = ContinuousClock.now
         var response: Response
+        let facts = RequestFacts()
         do {
-            response = try await next(request, context)
+            response = try await RequestFacts.$current.withValue(facts) { try await next(request, context) }
         } catch let e as any HTTPResponseError {
             let status = Int(e.status.code)
             let problem: Problem
@@ -44,10 +45,16 @@ public struct SitrepMiddleware: RouterMiddleware {
             + Double((ContinuousClock.now - start).components.seconds) * 1000
         context.logger.info(
             "request",
-            metadata: [
-                "method": .string(request.method.rawValue), "path": .string(request.uri.path),
-                "status": .stringConvertible(response.status.code), "durationMs": .string(String(format: "%.2f", ms)),
-            ])
+            metadata: {
+                var m: Logger.Metadata = [
+                    "method": .string(request.method.rawValue), "path": .string(request.uri.path),
+                    "status": .stringConvertible(response.status.code), "durationMs": .string(String(format: "%.2f", ms)),
+                ]
+                let (operation, principal) = facts.values
+                if let operation { m["operation"] = .string(operation) }
+                if let principal { m["principal"] = .string(principal) }
+                return m
+            }())
         return response
     }
 
@@ -62,6 +69,17 @@ public struct SitrepMiddleware: RouterMiddleware {
         }
         return UUIDv7.make().lowercasedString
     }
+}
+
+/// What the operation learned about a request (its id, who called), for the access log line the
+/// middleware writes after it: a task-local box the runtime fills in. Never holds credentials.
+final class RequestFacts: Sendable {
+    @TaskLocal static var current: RequestFacts?
+    private let state = Mutex<(operation: String?, principal: String?)>((nil, nil))
+
+    var values: (String?, String?) { state.withLock { ($0.operation, $0.principal) } }
+    func set(operation: String) { state.withLock { $0.operation = operation } }
+    func set(principal: String) { state.withLock { $0.principal = principal } }
 }
 
 extension HTTPField.Name {

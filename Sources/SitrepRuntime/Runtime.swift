@@ -189,6 +189,8 @@ public struct APIRuntime: Sendable {
         let requestId = context.requestId
         var logger = context.logger
         logger[metadataKey: "operation"] = .string(op.id)
+        let facts = RequestFacts.current
+        facts?.set(operation: op.id)
         var rateHeaders: [(HTTPField.Name, String)] = []
         do {
             // 1. Authentication, roles, MFA step-up — for planned operations too, so what the
@@ -214,6 +216,7 @@ public struct APIRuntime: Sendable {
                 }
                 principal = p
                 logger[metadataKey: "principal"] = .string(p.id)
+                facts?.set(principal: p.id)
                 if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
                     let problem = Problem(
                         status: 403, code: "auth.forbidden", detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", ")).")

@@ -2,6 +2,7 @@ import Foundation
 import Generated
 import HTTPTypes
 import Hummingbird
+import Logging
 import HummingbirdTesting
 import NIOCore
 import SitrepRuntime
@@ -113,7 +114,7 @@ struct FakeSignals: SignalsAPI, PostureAPI {
 
 func makeApp(
     handler: FakeSignals = FakeSignals(), limit: Int = 1000, maxBody: Int = 4096, idempotency: (any IdempotencyStore)? = nil,
-    extra: ((Router<SitrepRequestContext>, APIRuntime) -> Void)? = nil
+    extra: ((Router<SitrepRequestContext>, APIRuntime) -> Void)? = nil, logger: Logger = Logger(label: "sitrep.test")
 ) -> some ApplicationProtocol {
     let runtime = APIRuntime(
         authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: limit), idempotencyStore: idempotency,
@@ -125,7 +126,7 @@ func makeApp(
     router.registerPlannedOperations(runtime: runtime)
     router.registerMethodNotAllowed(runtime: runtime)
     extra?(router, runtime)
-    return Application(router: router)
+    return Application(router: router, logger: logger)
 }
 
 extension HTTPFields {
