@@ -2,8 +2,8 @@ import Foundation
 import Generated
 import HTTPTypes
 import Hummingbird
-import Logging
 import HummingbirdTesting
+import Logging
 import NIOCore
 import SitrepRuntime
 
