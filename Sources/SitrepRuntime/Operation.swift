@@ -147,6 +147,9 @@ public struct EncodedResponse: Sendable {
     public var body: [UInt8]
     /// A body written as it is produced (Server-Sent Events) instead of `body`.
     public var stream: EventStream?
+    /// For problem answers: the problem, so the runtime can stamp the request id and instance
+    /// (which a handler does not know) before the answer leaves or is kept for replays.
+    public var problem: Problem?
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String? = nil, body: [UInt8] = []) {
         self.status = status
@@ -177,7 +180,9 @@ public struct EncodedResponse: Sendable {
     public static func problem(_ p: Problem, validate: Bool) throws -> EncodedResponse {
         var all = p.headers
         all.removeAll { $0.0 == .contentType }
-        return try json(p.status, p, headers: all, contentType: "application/problem+json", validate: validate)
+        var out = try json(p.status, p, headers: all, contentType: "application/problem+json", validate: validate)
+        out.problem = p
+        return out
     }
 }
 

@@ -287,11 +287,12 @@ public struct APIRuntime: Sendable {
             if op.idempotency, let store = idempotencyStore {
                 let key = try Self.idempotencyKey(request.headers)
                 let fp = Self.fingerprint(method: request.method, path: request.uri.path, body: raw ?? [])
+                let path = request.uri.path
                 let outcome = try await store.execute(operation: op.id, principal: principal?.id ?? "anonymous", key: key, fingerprint: fp) {
                     transaction in
                     var scoped = opContext
                     scoped.transaction = transaction
-                    return try await run(parts, scoped)
+                    return try self.stamped(try await run(parts, scoped), requestId: requestId, path: path)
                 }
                 switch outcome {
                 case .fresh(let response):
@@ -311,7 +312,7 @@ public struct APIRuntime: Sendable {
                             detail: "A request with this Idempotency-Key is still being processed; retry shortly."))
                 }
             } else {
-                out = try await run(parts, opContext)
+                out = try stamped(try await run(parts, opContext), requestId: requestId, path: request.uri.path)
             }
             var answered = out
             answered.headers += rateHeaders
@@ -473,6 +474,15 @@ public struct APIRuntime: Sendable {
         h.update(data: [0])
         h.update(data: body)
         return h.finalize().hexString
+    }
+
+    /// A problem a handler returned carries the request id and, unless it set one, the path as
+    /// `instance`, like the problems the runtime makes itself.
+    func stamped(_ out: EncodedResponse, requestId: String, path: String) throws -> EncodedResponse {
+        guard var p = out.problem, p.requestId.isEmpty || p.instance == nil else { return out }
+        if p.requestId.isEmpty { p.requestId = requestId }
+        if p.instance == nil { p.instance = path }
+        return try EncodedResponse.problem(p, validate: validateResponses)
     }
 
     private func finish(_ out: EncodedResponse, op: OperationInfo, requestId: String, logger: Logger) -> Response {

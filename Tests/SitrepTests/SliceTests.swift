@@ -392,6 +392,21 @@ struct SliceTests {
         }
     }
 
+    /// Problems a handler returns carry the request id and instance like the runtime's own, and
+    /// a method the contract does not declare is 405 (found by schemathesis).
+    @Test func handlerProblemsCarryTheRequestIdAndUndeclaredMethodsAre405() async throws {
+        try await SitrepHarness.with { client, h in
+            var headers = HTTPFields.auth(h.tokens.viewer)
+            headers[.xRequestID] = "trace-404"
+            let id = UUID().uuidString.lowercased()
+            let missing = try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: headers)
+            #expect(missing.status == .notFound)
+            #expect(missing.text.contains(#""requestId":"trace-404""#) && missing.text.contains(#""instance":"/v1/signals/\#(id)""#), "\(missing.text)")
+            let trace = try await client.execute(uri: "/healthz", method: .trace)
+            #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET")
+        }
+    }
+
     @Test func metricsCountEveryOperationAndNeedTheScrapeToken() async throws {
         let tight = ["writes": RedisRateLimiter.Policy(limit: 1, windowSeconds: 60)]
         try await SitrepHarness.with(rateLimits: tight) { client, h in
