@@ -401,7 +401,8 @@ struct SliceTests {
             let id = UUID().uuidString.lowercased()
             let missing = try await client.execute(uri: "/v1/signals/\(id)", method: .get, headers: headers)
             #expect(missing.status == .notFound)
-            #expect(missing.text.contains(#""requestId":"trace-404""#) && missing.text.contains(#""instance":"/v1/signals/\#(id)""#), "\(missing.text)")
+            #expect(
+                missing.text.contains(#""requestId":"trace-404""#) && missing.text.contains(#""instance":"/v1/signals/\#(id)""#), "\(missing.text)")
             let trace = try await client.execute(uri: "/healthz", method: .trace)
             #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET")
         }
