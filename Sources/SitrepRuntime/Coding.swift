@@ -192,6 +192,13 @@ public struct ArrayRule: Sendable {
 
 /// Primitive decoders the generated `init?(json:at:errors:)` call, one per schema kind.
 public enum JSONDecoding {
+    /// No string the API accepts may hold U+0000: PostgreSQL's text cannot store it, so it would
+    /// otherwise fail deep inside a query instead of as the client's error.
+    @inlinable
+    public static func containsNUL(_ s: String) -> Bool { s.utf8.contains(0) }
+
+    public static let nulMessage = "must not contain the NUL character (U+0000)"
+
     @inlinable
     public static func string(_ v: JSONValue?, at p: @autoclosure () -> String, rule: StringRule = .none, errors: inout ValidationErrors) -> Field<
         String
@@ -200,6 +207,10 @@ public enum JSONDecoding {
         switch v {
         case .null: return .null
         case .string(let s):
+            guard !containsNUL(s) else {
+                errors.add(p(), nulMessage)
+                return .invalid
+            }
             if rule.minLength == nil && rule.maxLength == nil && rule.pattern == nil && rule.format == .none { return .value(s) }
             return rule.check(s, at: p(), errors: &errors) ? .value(s) : .invalid
         default:
@@ -413,6 +424,10 @@ public enum ParamDecoding {
     public static func string(_ raw: Substring?, at p: String, rule: StringRule = .none, errors: inout ValidationErrors) -> Field<String> {
         guard let raw else { return .missing }
         let s = String(raw)
+        guard !JSONDecoding.containsNUL(s) else {
+            errors.add(p, JSONDecoding.nulMessage)
+            return .invalid
+        }
         return rule.check(s, at: p, errors: &errors) ? .value(s) : .invalid
     }
 

@@ -91,8 +91,8 @@ extension HTTPField.Name {
 extension Router where Context == SitrepRequestContext {
     /// Answers methods a path does not support with a 405 problem listing `Allow`.
     public func methodNotAllowed(path: String, allowed: [HTTPRequest.Method], runtime: APIRuntime) {
-        // TRACE too: an undeclared method is 405, not 404 (OPTIONS is left to CORS handling).
-        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .trace]
+        // TRACE and QUERY too: an undeclared method is 405, not 404 (OPTIONS is left to CORS).
+        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .trace, HTTPRequest.Method("QUERY")!]
         let allow = allowed.map(\.rawValue).joined(separator: ", ")
         for m in all where !allowed.contains(m) {
             self.on(RouterPath(path), method: m) { request, context -> Response in

@@ -403,6 +403,13 @@ struct SliceTests {
             #expect(missing.status == .notFound)
             #expect(
                 missing.text.contains(#""requestId":"trace-404""#) && missing.text.contains(#""instance":"/v1/signals/\#(id)""#), "\(missing.text)")
+            // NUL cannot be stored by PostgreSQL: refused as the client's error, not a 500.
+            let nul = try await client.execute(uri: "/v1/signals?q=a%00b", method: .get, headers: .auth(h.tokens.viewer))
+            #expect(nul.status == .badRequest && nul.text.contains("/query/q") && nul.text.contains("NUL"), "\(nul.text)")
+            let nulBody = try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true),
+                body: buffer(batch([signalJSON(sourceId: "N1", title: "bad\\u0000title")])))
+            #expect(nulBody.status == .unprocessableContent && nulBody.text.contains("/body/items/0/title"), "\(nulBody.text)")
             let trace = try await client.execute(uri: "/healthz", method: .trace)
             #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET")
         }
