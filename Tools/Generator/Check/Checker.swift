@@ -87,7 +87,7 @@ public struct Checker {
             case .integer(let core, _) where core.allowedValues != nil:
                 fail(path, "non-string enum is not supported; use string values")
             default:
-                fail(path, "a component schema must be an object or a string enum (\(kind(schema)) is not supported)")
+                fail(path, "a component schema must be an object or a string enum (\(schema.kindName) is not supported)")
             }
         }
     }
@@ -193,24 +193,6 @@ public struct Checker {
         }
         if access.schema(named: name) == nil {
             fail(path, "$ref '\(ref.absoluteString)' does not resolve")
-        }
-    }
-
-    private func kind(_ s: JSONSchema) -> String {
-        switch s.value {
-        case .null: "null"
-        case .boolean: "boolean"
-        case .number: "number"
-        case .integer: "integer"
-        case .string: "string"
-        case .object: "object"
-        case .array: "array"
-        case .all: "allOf"
-        case .one: "oneOf"
-        case .any: "anyOf"
-        case .not: "not"
-        case .reference: "$ref"
-        case .fragment: "untyped schema"
         }
     }
 

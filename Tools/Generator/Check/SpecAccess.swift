@@ -196,3 +196,24 @@ enum Naming {
         return s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" } && s.allSatisfy(\.isASCII)
     }
 }
+
+extension JSONSchema {
+    /// The schema's JSON type or combinator, for messages: `string`, `oneOf`, `$ref`…
+    public var kindName: String {
+        switch value {
+        case .null: "null"
+        case .boolean: "boolean"
+        case .number: "number"
+        case .integer: "integer"
+        case .string: "string"
+        case .object: "object"
+        case .array: "array"
+        case .all: "allOf"
+        case .one: "oneOf"
+        case .any: "anyOf"
+        case .not: "not"
+        case .reference: "$ref"
+        case .fragment: "untyped schema"
+        }
+    }
+}

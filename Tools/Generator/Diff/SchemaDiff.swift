@@ -40,21 +40,8 @@ struct ResolvedSchema {
 
     /// The JSON type (or combinator) for type-change checks.
     var kind: String {
-        switch schema.value {
-        case .null: "null"
-        case .boolean: "boolean"
-        case .number: "number"
-        case .integer: "integer"
-        case .string: "string"
-        case .object: "object"
-        case .array: "array"
-        case .all: "allOf"
-        case .one: "oneOf"
-        case .any: "anyOf"
-        case .not: "not"
-        case .reference(let ref, _): "$ref \(ref.absoluteString)"
-        case .fragment: "any"
-        }
+        if case .reference(let ref, _) = schema.value { return "$ref \(ref.absoluteString)" }
+        return schema.kindName
     }
 
     var format: String? {
