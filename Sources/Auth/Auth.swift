@@ -53,11 +53,3 @@ public struct AuthSetupError: Error, Sendable, Equatable, CustomStringConvertibl
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
-
-extension Duration {
-    /// The duration as fractional seconds.
-    var timeInterval: Double {
-        let parts = components
-        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
-    }
-}

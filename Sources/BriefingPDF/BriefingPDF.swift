@@ -1,4 +1,5 @@
 import CPangoCairo
+import Dispatch
 import Foundation
 
 /// Why a briefing could not be rendered: Cairo or Pango reported an error.
@@ -24,6 +25,16 @@ public enum BriefingPDF {
     /// Safe to call concurrently from several threads: every call has its own surface, Cairo
     /// context, Pango contexts and output buffer (Pango's default font map is per thread).
     /// The output depends only on the document: the PDF creation date is the approval time.
+    /// ``render(_:)`` on a Dispatch thread: Cairo and Pango are CPU-heavy and blocking, so they
+    /// must not hold one of the few cooperative threads every request needs.
+    public static func renderInBackground(_ document: BriefingDocument) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(with: Result { try render(document) })
+            }
+        }
+    }
+
     public static func render(_ document: BriefingDocument) throws -> [UInt8] {
         let sink = ByteSink()
         return try withExtendedLifetime(sink) { () throws -> [UInt8] in

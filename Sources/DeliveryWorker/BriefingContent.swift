@@ -1,5 +1,4 @@
 import BriefingPDF
-import Dispatch
 import Foundation
 import Logging
 import PostgresNIO
@@ -73,12 +72,7 @@ actor BriefingContentCache {
         if let cached = pdfs[id] { return cached }
         guard let document = try? await briefing(id).document else { return nil }
         do {
-            // Cairo and Pango block: render on a Dispatch thread, not a cooperative one.
-            let bytes: [UInt8] = try await withCheckedThrowingContinuation { continuation in
-                DispatchQueue.global(qos: .utility).async {
-                    continuation.resume(with: Result { try BriefingPDF.render(document) })
-                }
-            }
+            let bytes = try await BriefingPDF.renderInBackground(document)
             pdfs[id] = bytes
             return bytes
         } catch {

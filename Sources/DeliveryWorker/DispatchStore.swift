@@ -61,7 +61,7 @@ public struct DispatchStore: Sendable {
     /// LOCKED`, so concurrent workers never claim the same row. Queued ones become `in_progress`.
     public func claim(limit: Int, lease: Duration) async throws -> (token: UUID, ids: [UUID]) {
         let token = UUIDv7.make()
-        let seconds = lease.seconds
+        let seconds = lease.timeInterval
         let ids: [UUID] = try await db.withTransaction(logger: logger) { conn in
             let rows = try await conn.query(
                 """
@@ -307,9 +307,4 @@ public struct DispatchStore: Sendable {
                 details: details),
             on: conn, logger: logger)
     }
-}
-
-extension Duration {
-    /// Whole and fractional seconds, for SQL intervals.
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -121,11 +121,11 @@ public final class DispatchWorker: Sendable {
                 return
             case .send(let channel):
                 guard let wait = try await send(channel, delivery, token: token) else { continue }
-                try await store.release(id, token: token, next: Date() + wait.seconds)
+                try await store.release(id, token: token, next: Date() + wait.timeInterval)
                 return
             case .reconcile(let attempt):
                 guard let wait = try await reconcile(attempt, delivery, token: token) else { continue }
-                try await store.release(id, token: token, next: Date() + wait.seconds)
+                try await store.release(id, token: token, next: Date() + wait.timeInterval)
                 return
             case .check(let attempt):
                 guard let next = try await check(attempt, delivery, token: token) else { continue }
@@ -217,7 +217,7 @@ public final class DispatchWorker: Sendable {
     func reconcile(_ attempt: AttemptView, _ delivery: DeliveryView, token: UUID) async throws -> Duration? {
         let reference = attempt.id.lowercasedString
         // A call may still be in flight (another worker's, before a crash): wait it out.
-        let settled = attempt.attemptedAt + (requestTimeout(attempt.channel) + .seconds(2)).seconds
+        let settled = attempt.attemptedAt + (requestTimeout(attempt.channel) + .seconds(2)).timeInterval
         if Date() < settled { return .seconds(settled.timeIntervalSinceNow) }
         let found: (id: String, status: AttemptStatus, code: Int?, message: String?)?
         do {
@@ -267,7 +267,7 @@ public final class DispatchWorker: Sendable {
     /// Asks Twilio for an unconfirmed message (its callback may have been lost) and times it
     /// out once its channel's time-out has passed. Returns when to look again, or nil to go on.
     func check(_ attempt: AttemptView, _ delivery: DeliveryView, token: UUID) async throws -> Date? {
-        let deadline = attempt.attemptedAt + settings.channelTimeout.seconds
+        let deadline = attempt.attemptedAt + settings.channelTimeout.timeInterval
         guard let sid = attempt.providerMessageId, let twilio else {
             try await store.recordFailure(
                 attempt, deliveryId: delivery.id, token: token, status: .timedOut, retryable: false, errorCode: nil,

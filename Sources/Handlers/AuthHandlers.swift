@@ -110,7 +110,7 @@ extension SitrepHandlers {
         event.details = ["stepUp": .bool(transaction.stepUp), "mfa": .bool(principal.authContexts.contains(stepUpContext))]
         await sessions.audit(event)
         return .found(
-            location: transaction.returnTo, setCookie: sessions.cookie(created.cookie, maxAge: Int(sessions.settings.absolute.seconds)))
+            location: transaction.returnTo, setCookie: sessions.cookie(created.cookie, maxAge: Int(sessions.settings.absolute.timeInterval)))
     }
 
     private func loginFailed(_ detail: String) -> Problem {
@@ -124,7 +124,7 @@ extension SitrepHandlers {
             principalId: s.principalId, displayName: s.displayName,
             roles: s.roles.compactMap(Role.init(rawValue:)).sorted { $0.rawValue < $1.rawValue },
             mfa: s.authContexts.contains(stepUpContext), authenticatedAt: Date(timeIntervalSince1970: s.authenticatedAt),
-            idleExpiresAt: Date(timeIntervalSince1970: min(s.lastSeenAt + sessions.settings.idle.seconds, s.absoluteExpiresAt)),
+            idleExpiresAt: Date(timeIntervalSince1970: min(s.lastSeenAt + sessions.settings.idle.timeInterval, s.absoluteExpiresAt)),
             expiresAt: Date(timeIntervalSince1970: s.absoluteExpiresAt))
     }
 

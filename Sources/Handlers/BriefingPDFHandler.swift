@@ -1,5 +1,4 @@
 import BriefingPDF
-import Dispatch
 import Foundation
 import Generated
 import SitrepRuntime
@@ -22,17 +21,7 @@ extension SitrepHandlers {
             sections: b.sections.map { .init(heading: $0.heading, headingAr: $0.headingAr, body: $0.body, bodyAr: $0.bodyAr) },
             revision: b.revision, contentHash: b.contentHash, approvedBy: b.approvedBy ?? "", approvedAt: approvedAt,
             status: b.status.rawValue)
-        let bytes = try await Self.offCooperativePool { try BriefingPDF.render(document) }
+        let bytes = try await BriefingPDF.renderInBackground(document)
         return .ok(bytes, contentDisposition: "attachment; filename=\"briefing-\(b.briefingDate).pdf\"")
-    }
-
-    /// Runs CPU-heavy, blocking work (Cairo and Pango) on a Dispatch thread, so it does not hold
-    /// one of the few cooperative threads every request needs.
-    static func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async {
-                continuation.resume(with: Result { try body() })
-            }
-        }
     }
 }

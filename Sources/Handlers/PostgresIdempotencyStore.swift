@@ -35,8 +35,8 @@ public struct PostgresIdempotencyStore: IdempotencyStore {
         operation: String, principal: String, key: String, fingerprint: String,
         _ body: @Sendable (_ transaction: (any Sendable)?) async throws -> EncodedResponse
     ) async throws -> IdempotencyOutcome {
-        let waitMs = Int(inFlightWait.seconds * 1000)
-        let retentionSeconds = Int(retention.seconds)
+        let waitMs = Int(inFlightWait.timeInterval * 1000)
+        let retentionSeconds = Int(retention.timeInterval)
         do {
             return try await database {
                 try await db.withTransaction(logger: logger) { conn in

@@ -93,14 +93,14 @@ public final class BrowserSessions: Sendable {
             principalId: principal.id, tenantId: principal.tenantId, objectId: principal.objectId, displayName: principal.displayName,
             roles: principal.roles.sorted(), authContexts: principal.authContexts.sorted(), accessToken: tokens.accessToken,
             refreshToken: tokens.refreshToken, accessExpiresAt: t + Double(tokens.expiresIn), authenticatedAt: t,
-            absoluteExpiresAt: t + settings.absolute.seconds, lastSeenAt: t)
+            absoluteExpiresAt: t + settings.absolute.timeInterval, lastSeenAt: t)
         let value = Self.randomToken()
         try await store(session, key: Self.key(forCookie: value), now: t)
         return (value, session)
     }
 
     private func store(_ session: StoredSession, key: String, now: Double) async throws {
-        let ttl = min(settings.idle.seconds, session.absoluteExpiresAt - now)
+        let ttl = min(settings.idle.timeInterval, session.absoluteExpiresAt - now)
         guard ttl > 0 else { return }
         let json = try JSONEncoder().encode(session)
         let reply = try await redis.send([Array("SET".utf8), Array(key.utf8), Array(json), Array("PX".utf8), Array(String(Int(ttl * 1000)).utf8)])
@@ -129,7 +129,7 @@ public final class BrowserSessions: Sendable {
             try await end(key: key)
             return nil
         }
-        if session.accessExpiresAt - t < settings.refreshMargin.seconds {
+        if session.accessExpiresAt - t < settings.refreshMargin.timeInterval {
             guard let refreshed = try await refreshTokens(session, now: t) else {
                 try await end(key: key)
                 return nil
@@ -145,7 +145,7 @@ public final class BrowserSessions: Sendable {
         var p = Principal(
             id: session.principalId, tenantId: session.tenantId, objectId: session.objectId, displayName: session.displayName,
             roles: Set(session.roles), authContexts: Set(session.authContexts), isApplication: false, scheme: "sessionCookie")
-        p.sessionExpiresAt = Date(timeIntervalSince1970: min(session.lastSeenAt + settings.idle.seconds, session.absoluteExpiresAt))
+        p.sessionExpiresAt = Date(timeIntervalSince1970: min(session.lastSeenAt + settings.idle.timeInterval, session.absoluteExpiresAt))
         p.sessionKey = key
         return p
     }
@@ -214,10 +214,6 @@ struct IdentityProviderUnavailable: DependencyUnavailableError, CustomStringConv
     let dependency = "identity provider"
     let reason: String
     var description: String { "identity provider unavailable: \(reason)" }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// Bearer tokens through the JWT authenticator, browser sessions through ``BrowserSessions``.

@@ -208,3 +208,11 @@ public enum ResponseValidation {
         }
     }
 }
+
+extension Duration {
+    /// The duration as fractional seconds (for `Date` arithmetic, SQL intervals, cookie ages).
+    public var timeInterval: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+    }
+}

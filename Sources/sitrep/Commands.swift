@@ -49,7 +49,7 @@ struct Audit: AsyncParsableCommand {
                 let start = ContinuousClock.now
                 let v = try await AuditVerifier().verify(client: client)
                 let elapsed = ContinuousClock.now - start
-                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+                let seconds = elapsed.timeInterval
                 let rate = seconds > 0 ? Int(Double(v.eventsChecked) / seconds) : v.eventsChecked
                 if v.valid {
                     print(

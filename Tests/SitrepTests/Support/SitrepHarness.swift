@@ -137,7 +137,12 @@ struct SitrepHarness: Sendable {
             if let answer = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)), answer.status == .ok { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw RedisNotConfigured()
+        throw PortNotReady(port: port)
+    }
+
+    struct PortNotReady: Error, CustomStringConvertible {
+        var port: Int
+        var description: String { "nothing answered /healthz on 127.0.0.1:\(port) within 5 s" }
     }
 
     private static func nest(
