@@ -173,7 +173,7 @@ let package = Package(
         .target(
             name: "Handlers",
             dependencies: [
-                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio", "DeliveryWorker",
+                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio", "DeliveryWorker", "Treasury",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -22,13 +22,17 @@ public struct SitrepHandlers: SitrepAPI {
     let twilioWebhook: TwilioWebhookSettings?
     /// Unfiltered signal pages kept while nothing changed (``SignalPageCache``).
     let signalPages: SignalPageCache
+    /// Treasury uploads this instance takes at a time.
+    let uploadSlots: UploadSlots
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
         sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, twilioWebhook: TwilioWebhookSettings? = nil,
-        listCacheMaxAge: Duration = .zero, pendingMigrations: @escaping @Sendable () async throws -> [String]
+        listCacheMaxAge: Duration = .zero, maxConcurrentUploads: Int = 2,
+        pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
+        self.uploadSlots = UploadSlots(capacity: maxConcurrentUploads)
         self.sessions = sessions
         self.signalHub = signalHub
         self.twilioWebhook = twilioWebhook

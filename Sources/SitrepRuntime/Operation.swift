@@ -29,13 +29,17 @@ public struct OperationInfo: Sendable {
     public let planned: Bool
     /// A success answer is a `text/event-stream` that stays open until the client leaves.
     public let streams: Bool
+    /// `x-streaming: true` on the request body: the handler reads it as it arrives
+    /// (``RequestBodyStream``) and the runtime does not collect it.
+    public let streamsRequest: Bool
 
     public init(
         id: String, tag: String, method: HTTPRequest.Method, path: String, security: [String], roles: [String],
         mfa: Bool, idempotency: Bool, rateLimit: String?, statuses: Set<Int>, requestContentTypes: [String],
-        bodyRequired: Bool, planned: Bool, streams: Bool = false
+        bodyRequired: Bool, planned: Bool, streams: Bool = false, streamsRequest: Bool = false
     ) {
         self.streams = streams
+        self.streamsRequest = streamsRequest
         self.id = id
         self.tag = tag
         self.method = method
@@ -94,11 +98,15 @@ public struct RequestParts: Sendable {
     public let json: JSONValue?
     /// The raw body bytes, for other media types.
     public let rawBody: [UInt8]?
+    /// The body as it arrives, for operations whose body is `x-streaming`.
+    public let bodyStream: RequestBodyStream?
     public let contentType: String?
 
     public init(
-        path: [String: Substring], query: [(Substring, Substring)], headers: HTTPFields, json: JSONValue?, rawBody: [UInt8]?, contentType: String?
+        path: [String: Substring], query: [(Substring, Substring)], headers: HTTPFields, json: JSONValue?, rawBody: [UInt8]?,
+        bodyStream: RequestBodyStream? = nil, contentType: String?
     ) {
+        self.bodyStream = bodyStream
         self.path = path
         self.query = query
         self.headers = headers

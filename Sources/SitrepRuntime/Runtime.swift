@@ -113,6 +113,8 @@ public struct APIRuntime: Sendable {
     public var idempotencyStore: (any IdempotencyStore)?
     /// Largest accepted request body; larger ones get a 413 problem.
     public var maxBodyBytes: Int
+    /// Largest accepted `x-streaming` body (an upload the handler reads as it arrives).
+    public var maxStreamedBodyBytes: Int = 50 << 20
     /// Parse every JSON response back and check it against its schema (tests, development).
     public var validateResponses: Bool
     /// Conditional Access authentication context id that satisfies `x-mfa: required`.
@@ -250,8 +252,11 @@ public struct APIRuntime: Sendable {
             // 3. Body.
             var json: JSONValue?
             var raw: [UInt8]?
+            var stream: RequestBodyStream?
             let contentType = request.headers[.contentType]
-            if !op.requestContentTypes.isEmpty {
+            if op.streamsRequest {
+                stream = try streamedBody(op, request: request, contentType: contentType)
+            } else if !op.requestContentTypes.isEmpty {
                 let bytes = try await collectBody(request)
                 if bytes.isEmpty {
                     if op.bodyRequired {
@@ -278,7 +283,7 @@ public struct APIRuntime: Sendable {
             }
             let parts = RequestParts(
                 path: Self.pathParameters(context), query: Self.parseQuery(request.uri.query), headers: request.headers,
-                json: json, rawBody: raw, contentType: contentType)
+                json: json, rawBody: raw, bodyStream: stream, contentType: contentType)
             let opContext = OperationContext(
                 operation: op, principal: principal, requestId: requestId, clientAddress: context.clientAddress, logger: logger)
 
@@ -397,6 +402,24 @@ public struct APIRuntime: Sendable {
             detail:
                 "This operation needs multi-factor authentication (authentication context \(stepUpContext)); acquire a token with the claims in WWW-Authenticate.",
             headers: [(.wwwAuthenticate, challenge)])
+    }
+
+    /// The body of an `x-streaming` operation, checked as far as the headers allow before the
+    /// handler reads it: media type (415) and declared length (413). An empty body is the
+    /// handler's to judge (an empty file is a validation error, not a missing body).
+    private func streamedBody(_ op: OperationInfo, request: Request, contentType: String?) throws -> RequestBodyStream {
+        let declared = request.headers[.contentLength].flatMap { Int($0) }
+        if let declared, declared > maxStreamedBodyBytes {
+            throw ProblemError(RequestBodyStream.tooLarge(limit: maxStreamedBodyBytes))
+        }
+        let mediaType = contentType.map(Self.mediaType) ?? ""
+        guard op.requestContentTypes.contains(mediaType) else {
+            throw ProblemError(
+                Problem(
+                    status: 415, code: "request.unsupported_media_type",
+                    detail: "Send the body as \(op.requestContentTypes.joined(separator: " or ")); got \(contentType ?? "no Content-Type")."))
+        }
+        return RequestBodyStream(request.body, limit: maxStreamedBodyBytes, declaredLength: declared)
     }
 
     private func collectBody(_ request: Request) async throws -> [UInt8] {

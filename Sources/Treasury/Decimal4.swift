@@ -3,12 +3,13 @@
 ///
 /// Treasury balances must never pass through binary floating point: `0.1` has no exact `Double`,
 /// and summing thousands of such values drifts. Four fraction digits is what the contract allows
-/// (`^-?[0-9]{1,18}(\.[0-9]{1,4})?$`), so every value the pattern admits within range is held
+/// (see below), so every value the contract admits is held
 /// exactly and sums are exact too, with overflow reported instead of trapping or wrapping.
 ///
-/// The range is `Int64`'s: ±922337203685477.5807 (fifteen integer digits). The contract's pattern
-/// admits up to eighteen integer digits; such values parse as ``ParseError/outOfRange`` rather
-/// than being silently truncated.
+/// The range is `Int64`'s: ±922337203685477.5807, so every value of the contract's fifteen integer
+/// digits (`^-?[0-9]{1,15}(\.[0-9]{1,4})?$`) fits. The parser reads up to eighteen integer digits
+/// so that a longer value is reported as ``ParseError/outOfRange`` rather than as malformed, and
+/// never silently truncated.
 public struct Decimal4: Sendable, Hashable, Comparable, CustomStringConvertible, LosslessStringConvertible {
     /// How many stored units make one: values are held in ten-thousandths.
     public static let unitsPerOne: Int64 = 10_000

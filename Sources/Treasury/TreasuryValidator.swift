@@ -267,6 +267,8 @@ public struct TreasuryFileValidator: Sendable {
             addError(Self.pointer(line, column), "\(column) is empty; it needs 1 to \(maximum) characters")
         } else if length > maximum {
             addError(Self.pointer(line, column), "\(column) is \(length) characters long; at most \(maximum) are allowed")
+        } else if value.utf8.contains(0) {
+            addError(Self.pointer(line, column), "\(column) contains the NUL character (U+0000), which no text may hold")
         }
     }
 

@@ -18,6 +18,8 @@ struct Configuration: Sendable {
     var oidcJWKSURL: String?
     var devIssuerKeyPath: String?
     var maxBodyBytes: Int
+    var maxUploadBytes: Int
+    var concurrentUploads: Int
     var rateLimits: [String: RateLimitPolicy]
     var idempotencyRetentionHours: Int
     var rateLimitFailClosed: Set<String>
@@ -87,6 +89,8 @@ struct Configuration: Sendable {
         ("SITREP_OIDC_JWKS_URL", "(discovered)", "JWKS URL; default from the issuer's /.well-known/openid-configuration"),
         ("SITREP_DEV_ISSUER_KEY", "$SITREP_DATA_DIR/dev-issuer-key.pem", "private key of the local dev issuer (not in production)"),
         ("SITREP_MAX_BODY_BYTES", "1048576", "largest accepted request body"),
+        ("SITREP_MAX_UPLOAD_BYTES", "52428800", "largest accepted streamed upload (treasury CSV files)"),
+        ("SITREP_CONCURRENT_UPLOADS", "2", "treasury uploads one instance takes at a time (each holds a database connection)"),
         (
             "SITREP_RATE_LIMITS", "writes=60/60,ingest=600/60,auth=20/60,messaging=30/60,webhook=600/60",
             "policy=requests/seconds, per principal (GCRA: bursts up to the quota, steady refill)"
@@ -244,7 +248,9 @@ struct Configuration: Sendable {
             oidcIssuer: issuer, oidcAudience: value("SITREP_OIDC_AUDIENCE"), oidcTenantId: value("SITREP_OIDC_TENANT_ID"),
             oidcJWKSURL: value("SITREP_OIDC_JWKS_URL"),
             devIssuerKeyPath: environment == .production ? nil : (devKey ?? dataDirectory + "/dev-issuer-key.pem"),
-            maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)), rateLimits: limits,
+            maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
+            maxUploadBytes: int("SITREP_MAX_UPLOAD_BYTES", default: 50 << 20, range: 1024...(1 << 34)),
+            concurrentUploads: int("SITREP_CONCURRENT_UPLOADS", default: 2, range: 1...64), rateLimits: limits,
             idempotencyRetentionHours: int("SITREP_IDEMPOTENCY_RETENTION_HOURS", default: 24, range: 1...720),
             rateLimitFailClosed: Set(
                 (value("SITREP_RATE_LIMIT_FAIL_CLOSED") ?? "auth,messaging").split(separator: ",").map {

@@ -88,6 +88,7 @@ struct Serve: AsyncParsableCommand {
             maxBodyBytes: config.maxBodyBytes, validateResponses: config.validateResponses,
             stepUpContext: config.stepUpContext, securityEvents: SecurityAuditLog(db: postgres, logger: logger), logger: logger)
         runtime.allowedOrigins = Set(config.allowedOrigins)
+        runtime.maxStreamedBodyBytes = config.maxUploadBytes
         // Prometheus at /metrics; libraries' swift-metrics go to the same registry.
         let registry = PrometheusCollectorRegistry()
         let queueDepth = registry.makeGauge(
@@ -114,7 +115,7 @@ struct Serve: AsyncParsableCommand {
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
             dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions, signalHub: signalHub,
             twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds),
-            pendingMigrations: { try await migrator.pending().map(\.name) })
+            maxConcurrentUploads: config.concurrentUploads, pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))
         router.registerSitrepAPI(handlers, runtime: runtime)

@@ -93,10 +93,11 @@ struct DiffTests {
     }
 
     @Test func renamedPathParameterIsTheSameOperation() throws {
-        let new = Self.base.replacing("/v1/things/{thingId}:", with: "/v1/things/{id}:").replacing("name: thingId", with: "name: id")
+        let released = Self.base.replacing("      x-planned: true\n", with: "")
+        let new = released.replacing("/v1/things/{thingId}:", with: "/v1/things/{id}:").replacing("name: thingId", with: "name: id")
         // The parameter itself is matched by name, so it reads as removed + added.
         #expect(
-            try diff(new) == [
+            try diff(new, from: released) == [
                 "ok parameter-removed paths./v1/things/{id}.delete.parameters.thingId",
                 "BREAKING parameter-added-required paths./v1/things/{id}.delete.parameters.id",
             ])
@@ -114,6 +115,42 @@ struct DiffTests {
             try diff(Self.base.replacing("      x-planned: true\n", with: "")) == [
                 "ok operation-shipped paths./v1/things/{thingId}.delete.x-planned"
             ])
+    }
+
+    @Test func plannedOperationMayChangeUntilItShips() throws {
+        // It only ever answered 501, so its shape can still change, even as it ships.
+        let new = Self.base.replacing("      x-planned: true\n", with: "")
+            .replacing(
+                "name: thingId, in: path, required: true, schema: {type: string}}\n",
+                with:
+                    "name: thingId, in: path, required: true, schema: {type: string}}\n        - {name: why, in: query, required: true, schema: {type: string}}\n"
+            )
+            .replacing("'204': {description: Deleted.}", with: "'200': {description: Deleted.}")
+        #expect(
+            try diff(new) == [
+                "ok operation-shipped paths./v1/things/{thingId}.delete.x-planned",
+                "ok parameter-added-required paths./v1/things/{thingId}.delete.parameters.why",
+                "ok response-status-removed paths./v1/things/{thingId}.delete.responses.204",
+                "ok response-status-added paths./v1/things/{thingId}.delete.responses.200",
+            ])
+    }
+
+    @Test func componentSharedWithAPlannedOperationStillBreaks() throws {
+        // The planned operation comes first and reaches Thing first; the released list
+        // operation must still see the removed property as breaking.
+        let withThing = Self.base.replacing(
+            "'204': {description: Deleted.}",
+            with:
+                "'200':\n          description: Deleted.\n          content:\n            application/json:\n              schema: {$ref: '#/components/schemas/Thing'}"
+        )
+        let planned = withThing.components(separatedBy: "  /v1/things/{thingId}:\n")
+        let tail = planned[1].components(separatedBy: "components:\n")
+        let head = planned[0].components(separatedBy: "paths:\n")
+        let old = head[0] + "paths:\n  /v1/things/{thingId}:\n" + tail[0] + head[1] + "components:\n" + tail[1]
+        let new = old.replacing("        level: {$ref: '#/components/schemas/Level'}\n        parent:", with: "        parent:")
+        let findings = try diff(new, from: old)
+        #expect(findings.first == "ok response-property-removed components.schemas.Thing.properties.level")
+        #expect(findings.contains("BREAKING response-property-removed components.schemas.Thing.properties.level"))
     }
 
     @Test func shippedOperationPlannedAgain() throws {

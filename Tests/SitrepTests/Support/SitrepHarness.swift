@@ -49,6 +49,8 @@ struct SitrepHarness: Sendable {
 
     /// The origin the tests pretend the frontend is served from.
     static let publicURL = "https://sitrep.test"
+    /// The streamed-upload limit the test servers use (small, so the 413 test is cheap).
+    static let maxUploadBytes = 16 << 20
 
     static let keyPath = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-harness-dev-key.pem").path
 
@@ -197,6 +199,7 @@ struct SitrepHarness: Sendable {
                 validateResponses: true, securityEvents: SecurityAuditLog(db: dbClient, logger: TestDatabase.logger),
                 logger: TestDatabase.logger)
             runtime.allowedOrigins = [Self.publicURL]
+            runtime.maxStreamedBodyBytes = Self.maxUploadBytes
             let metrics = APIMetrics()
             metrics.register(SitrepOperations.all)
             runtime.metrics = metrics

@@ -345,6 +345,19 @@ public struct Checker {
                 if let body = access.request(rb) {
                     hasBody = true
                     if body.content.isEmpty { fail(path + ["requestBody"], "request body has no content") }
+                    if let v = body.vendorExtensions["x-streaming"] {
+                        let sp = path + ["requestBody", "x-streaming"]
+                        if !(v.value is Bool) {
+                            fail(sp, "x-streaming must be true or false")
+                        } else if (v.value as? Bool) == true {
+                            if body.content.keys.contains(where: { SpecAccess.mediaType($0) == "application/json" }) {
+                                fail(sp, "x-streaming is for non-JSON bodies (the handler reads the bytes as they arrive)")
+                            }
+                            if idempotency {
+                                fail(sp, "x-streaming cannot be combined with x-idempotency (the key's fingerprint needs the whole body)")
+                            }
+                        }
+                    }
                     for (ct, c) in body.content {
                         let mt = SpecAccess.mediaType(ct)
                         let cp = path + ["requestBody", "content", ct.rawValue]

@@ -80,12 +80,23 @@ final class DiffRun {
     /// component change reported once per direction).
     var visited: Set<String> = []
 
+    /// Comparing an operation the old contract marked `x-planned`: it only ever answered `501`,
+    /// so no client can depend on its shape and nothing found under it is breaking.
+    var unreleased = false
+
     init(old: SpecAccess, new: SpecAccess) {
         self.old = old
         self.new = new
     }
 
     func report(_ rule: String, _ location: String, _ message: String, breaking: Bool) {
+        if breaking && unreleased {
+            findings.append(
+                ContractDiff.Finding(
+                    rule: rule, location: location, message: message + " (not breaking: the operation was x-planned, it only answered 501)",
+                    breaking: false))
+            return
+        }
         findings.append(ContractDiff.Finding(rule: rule, location: location, message: message, breaking: breaking))
     }
 
@@ -122,6 +133,8 @@ final class DiffRun {
         } else if !wasPlanned && isPlanned {
             report("operation-planned", at + ".x-planned", "the operation is x-planned again: it now answers 501", breaking: true)
         }
+        unreleased = wasPlanned
+        defer { unreleased = false }
         if o.operation.summary != n.operation.summary || o.operation.description != n.operation.description {
             report("description-changed", at, "the operation's summary or description changed", breaking: false)
         }

@@ -63,7 +63,9 @@ extension DiffRun {
         compareNullability(o, n, at: at, direction: direction)
         var at = at
         if o.component != nil || n.component != nil {
-            let key = "\(direction.rawValue)|\(o.component ?? "")|\(n.component ?? "")"
+            // Per release state too: a component seen under a planned operation is compared
+            // again (and can break) when a released operation reaches it.
+            let key = "\(unreleased)|\(direction.rawValue)|\(o.component ?? "")|\(n.component ?? "")"
             guard visited.insert(key).inserted else { return }
             if let name = n.component, o.component != nil { at = "components.schemas.\(name)" }
         }

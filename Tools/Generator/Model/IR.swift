@@ -133,6 +133,9 @@ public struct RequestBodyIR: Equatable, Sendable {
     public var required: Bool
     /// The JSON body's type when the body is `application/json`.
     public var type: TypeIR?
+    /// `x-streaming: true`: the handler reads the body as it arrives (``RequestBodyStream``)
+    /// instead of receiving it collected.
+    public var streaming: Bool = false
 }
 
 public struct OperationModel: Equatable, Sendable {

@@ -89,7 +89,9 @@ public enum ModelBuilder {
                         jsonType = fixEnums(typeIR(s).0)
                     }
                 }
-                body = RequestBodyIR(contentTypes: types, required: req.required, type: jsonType)
+                body = RequestBodyIR(
+                    contentTypes: types, required: req.required, type: jsonType,
+                    streaming: (req.vendorExtensions["x-streaming"]?.value as? Bool) ?? false)
             }
 
             var responses: [ResponseIR] = []

@@ -185,7 +185,7 @@ public enum ServerRenderer {
         if let t = b.type, b.contentTypes == ["application/json"] {
             return TypeRendering.swiftType(t) + (b.required ? "" : "?")
         }
-        return "[UInt8]"
+        return b.streaming ? "RequestBodyStream" : "[UInt8]"
     }
 
     static func renderOperation(_ op: OperationModel, into w: inout SwiftWriter) {
@@ -199,7 +199,10 @@ public enum ServerRenderer {
         w.line("    mfa: \(op.mfa), idempotency: \(op.idempotency), rateLimit: \(op.rateLimit.map(SwiftLiteral.string) ?? "nil"),")
         w.line("    statuses: [\(statuses)], requestContentTypes: \(list(op.requestBody?.contentTypes ?? [])),")
         let streams = op.responses.contains { $0.body == .eventStream }
-        w.line("    bodyRequired: \(op.requestBody?.required ?? false), planned: \(op.planned)\(streams ? ", streams: true" : ""))")
+        let streamsRequest = op.requestBody?.streaming ?? false
+        w.line(
+            "    bodyRequired: \(op.requestBody?.required ?? false), planned: \(op.planned)\(streams ? ", streams: true" : "")"
+                + "\(streamsRequest ? ", streamsRequest: true" : ""))")
         w.line()
 
         // Input
@@ -311,6 +314,8 @@ public enum ServerRenderer {
                 let fn = rb.required ? "required" : "optional"
                 body.line("let _body = JSONDecoding.\(fn)(\(f), at: \"/body\", errors: &errors, ok: &bodyOK)")
                 body.line("guard bodyOK else { throw ProblemError(.validation(errors)) }")
+            } else if rb.streaming {
+                body.line("let _body = parts.bodyStream ?? RequestBodyStream.empty")
             } else {
                 body.line("let _body = parts.rawBody ?? []")
             }
