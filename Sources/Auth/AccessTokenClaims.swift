@@ -1,7 +1,8 @@
 import Foundation
 import JWTKit
 
-/// The claims of an Azure AD v2–shaped access token that Sitrep reads.
+/// The claims of an access token that Sitrep reads: Azure AD v2 ones and their standard OIDC /
+/// Keycloak counterparts (``ClaimMapping`` says which count).
 ///
 /// Decoding is lenient about shape where issuers differ (`aud`, `roles`, `acrs` as a string or
 /// an array; NumericDate as an integer or a fraction) and strict about type otherwise: a claim
@@ -21,6 +22,14 @@ struct AccessTokenClaims: JWTPayload, Equatable {
     var scp: String?
     var roles: [String]?
     var acrs: [String]?
+    /// Standard OIDC: the authentication context class (level of assurance) reached.
+    var acr: String?
+    /// Standard OIDC: the authentication methods used.
+    var amr: [String]?
+    /// Keycloak: realm roles, `{"roles": [...]}`.
+    var realmAccess: RoleList?
+    /// Keycloak: client roles by client id.
+    var resourceAccess: [String: RoleList]?
     var ver: String?
     var iat: Double?
     var nbf: Double?
@@ -52,8 +61,15 @@ struct AccessTokenClaims: JWTPayload, Equatable {
         self.exp = exp
     }
 
+    /// `{"roles": [...]}` as Keycloak nests roles.
+    struct RoleList: Codable, Equatable, Sendable {
+        var roles: [String]?
+    }
+
     enum CodingKeys: String, CodingKey {
-        case iss, aud, tid, oid, sub, name, azp, appid, idtyp, scp, roles, acrs, ver, iat, nbf, exp, nonce
+        case iss, aud, tid, oid, sub, name, azp, appid, idtyp, scp, roles, acrs, acr, amr, ver, iat, nbf, exp, nonce
+        case realmAccess = "realm_access"
+        case resourceAccess = "resource_access"
     }
 
     init(from decoder: any Decoder) throws {
@@ -70,6 +86,10 @@ struct AccessTokenClaims: JWTPayload, Equatable {
         scp = try c.decodeIfPresent(String.self, forKey: .scp)
         roles = try Self.decodeStrings(c, .roles)
         acrs = try Self.decodeStrings(c, .acrs)
+        acr = try c.decodeIfPresent(String.self, forKey: .acr)
+        amr = try Self.decodeStrings(c, .amr)
+        realmAccess = try c.decodeIfPresent(RoleList.self, forKey: .realmAccess)
+        resourceAccess = try c.decodeIfPresent([String: RoleList].self, forKey: .resourceAccess)
         ver = try c.decodeIfPresent(String.self, forKey: .ver)
         iat = try c.decodeIfPresent(Double.self, forKey: .iat)
         nbf = try c.decodeIfPresent(Double.self, forKey: .nbf)
@@ -94,6 +114,10 @@ struct AccessTokenClaims: JWTPayload, Equatable {
         try c.encodeIfPresent(scp, forKey: .scp)
         try c.encodeIfPresent(roles, forKey: .roles)
         try c.encodeIfPresent(acrs, forKey: .acrs)
+        try c.encodeIfPresent(acr, forKey: .acr)
+        try c.encodeIfPresent(amr, forKey: .amr)
+        try c.encodeIfPresent(realmAccess, forKey: .realmAccess)
+        try c.encodeIfPresent(resourceAccess, forKey: .resourceAccess)
         try c.encodeIfPresent(ver, forKey: .ver)
         // NumericDate written as whole seconds.
         try c.encodeIfPresent(iat.map { Int64($0.rounded(.down)) }, forKey: .iat)

@@ -20,6 +20,8 @@ public struct AuthConfiguration: Sendable, Equatable {
     public var clockSkew: Duration
     /// How often ``JWTAuthenticator/runRefreshLoop()`` re-fetches the JWKS.
     public var refreshInterval: Duration
+    /// Which claims carry the user id, roles and MFA (Entra ID's by default).
+    public var claims: ClaimMapping
 
     public init(
         issuer: String,
@@ -27,14 +29,31 @@ public struct AuthConfiguration: Sendable, Equatable {
         tenantId: String? = nil,
         jwksURL: URL? = nil,
         clockSkew: Duration = .seconds(300),
-        refreshInterval: Duration = .seconds(3600)
+        refreshInterval: Duration = .seconds(3600),
+        claims: ClaimMapping = .entra
     ) {
+        self.claims = claims
         self.issuer = issuer
         self.audience = audience
         self.tenantId = tenantId
         self.jwksURL = jwksURL
         self.clockSkew = clockSkew
         self.refreshInterval = refreshInterval
+    }
+
+    /// The tenant a principal belongs to when the token names none (standard OIDC issuers have
+    /// no `tid`): the configured ``tenantId``, else the issuer's last path segment (a Keycloak
+    /// realm, `https://idp/realms/sitrep` → `sitrep`; a version segment such as `v2.0` skipped),
+    /// else its host; at most 100 characters.
+    public var tenantLabel: String {
+        if let tenantId { return tenantId }
+        let url = URL(string: issuer)
+        // Entra's `/<tenant>/v2.0`: the version is not the tenant.
+        let segments = (url?.path.split(separator: "/") ?? []).filter { s in
+            !(s.first == "v" && s.dropFirst().allSatisfy { $0.isNumber || $0 == "." } && s.count > 1)
+        }
+        let label: String = segments.last.map { String($0) } ?? url?.host ?? issuer
+        return String(label.prefix(100))
     }
 
     /// The OIDC discovery document's URL for ``issuer``.

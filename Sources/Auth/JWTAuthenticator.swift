@@ -180,19 +180,28 @@ public actor JWTAuthenticator: Authenticator {
         guard let exp = claims.exp else { throw Self.fail("token has no expiry") }
         guard current < exp + skew else { throw Self.fail("token expired") }
         if let nbf = claims.nbf, current + skew < nbf { throw Self.fail("token is not yet valid") }
-        guard let oid = claims.oid, !oid.isEmpty else { throw Self.fail("token has no object id (oid)") }
+        let mapping = configuration.claims
+        let oid: String
+        switch mapping.userId {
+        case .oid:
+            guard let v = claims.oid, !v.isEmpty else { throw Self.fail("token has no object id (oid)") }
+            oid = v
+        case .sub:
+            guard let v = claims.sub, !v.isEmpty else { throw Self.fail("token has no subject (sub)") }
+            oid = v
+        }
 
         let isApplication: Bool =
-            if let idtyp = claims.idtyp { idtyp == "app" } else { claims.scp == nil }
-        let tenantId = claims.tid ?? ""
+            if let idtyp = claims.idtyp { idtyp == "app" } else { mapping.tokensWithoutScopeAreApplications && claims.scp == nil }
+        let tenantId = claims.tid ?? configuration.tenantLabel
         let id = isApplication ? "app:\(claims.azp ?? claims.appid ?? oid)" : "\(tenantId):\(oid)"
         return Principal(
             id: id,
             tenantId: tenantId,
             objectId: oid,
             displayName: claims.name,
-            roles: Set(claims.roles ?? []),
-            authContexts: Set(claims.acrs ?? []),
+            roles: Set(mapping.roles(in: claims)),
+            authContexts: mapping.authContexts(in: claims),
             isApplication: isApplication,
             scheme: "bearerAuth"
         )

@@ -91,7 +91,7 @@ public struct OIDCClient: Sendable {
     /// claims request (the step-up authentication context), `loginHint` a user to pre-select.
     public func authorizationURL(
         redirectURI: String, state: String, nonce: String, codeChallenge: String, scope: String, claims: String?,
-        loginHint: String? = nil
+        acrValues: String? = nil, loginHint: String? = nil
     ) -> URL {
         var components = URLComponents(url: endpoints.authorization, resolvingAgainstBaseURL: false)!
         var items = components.queryItems ?? []
@@ -103,6 +103,7 @@ public struct OIDCClient: Sendable {
             URLQueryItem(name: "code_challenge_method", value: "S256"),
         ]
         if let claims { items.append(URLQueryItem(name: "claims", value: claims)) }
+        if let acrValues { items.append(URLQueryItem(name: "acr_values", value: acrValues)) }
         if let loginHint { items.append(URLQueryItem(name: "login_hint", value: loginHint)) }
         components.queryItems = items
         // URLComponents leaves '+' alone in queries; providers read it as a space.

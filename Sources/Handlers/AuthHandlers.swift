@@ -42,10 +42,14 @@ extension SitrepHandlers {
             Array("SET".utf8), Array("sitrep:login:\(state)".utf8), Array(json), Array("EX".utf8), Array(String(Self.loginTTLSeconds).utf8),
         ])
         let challenge = Base64URL.encode(Array(SHA256.hash(data: Array(verifier.utf8))))
-        let claims = transaction.stepUp ? #"{"access_token":{"acrs":{"essential":true,"value":"\#(stepUpContext)"}}}"# : nil
+        // Step-up as the issuer understands it: Entra's claims request for the authentication
+        // context, or the standard acr_values.
+        let acrsClaims = #"{"access_token":{"acrs":{"essential":true,"value":"\#(stepUpContext)"}}}"#
+        let viaClaims = sessions.settings.stepUp == .claims
         let url = sessions.oidc.authorizationURL(
             redirectURI: sessions.settings.redirectURI, state: state, nonce: transaction.nonce, codeChallenge: challenge,
-            scope: sessions.settings.scope, claims: claims, loginHint: input.loginHint)
+            scope: sessions.settings.scope, claims: transaction.stepUp && viaClaims ? acrsClaims : nil,
+            acrValues: transaction.stepUp && !viaClaims ? stepUpContext : nil, loginHint: input.loginHint)
         // Lax, not Strict: the provider's redirect back to the callback is a cross-site navigation.
         let cookie =
             "\(BrowserSessions.loginCookieName)=\(binding); Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=\(Self.loginTTLSeconds)"

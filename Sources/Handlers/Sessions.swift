@@ -19,6 +19,8 @@ public struct SessionSettings: Sendable {
     public var scope: String
     /// The access token behind a session is refreshed when it has less than this left.
     public var refreshMargin: Duration = .seconds(120)
+    /// How a step-up sign-in asks the issuer for MFA (Entra's claims request or `acr_values`).
+    public var stepUp: StepUpChallenge = .claims
 
     public init(redirectURI: String, scope: String) {
         self.redirectURI = redirectURI

@@ -98,6 +98,16 @@ public enum IdempotencyPolicy {
     }
 }
 
+/// How a `401` asks for MFA step-up.
+public enum StepUpChallenge: String, Sendable {
+    /// Entra ID: `error="insufficient_claims"` with a base64 `claims` request naming the
+    /// authentication context (`acrs`).
+    case claims
+    /// RFC 9470 (standard OIDC issuers): `error="insufficient_user_authentication"` with
+    /// `acr_values`.
+    case acrValues
+}
+
 /// An error a dependency (PostgreSQL, Redis, a provider) raises when it cannot be reached; the
 /// runtime answers 503 with `Retry-After` instead of 500.
 public protocol DependencyUnavailableError: Error {
@@ -119,6 +129,8 @@ public struct APIRuntime: Sendable {
     public var validateResponses: Bool
     /// Conditional Access authentication context id that satisfies `x-mfa: required`.
     public var stepUpContext: String
+    /// How a missing step-up is asked for in `WWW-Authenticate`.
+    public var stepUpChallenge: StepUpChallenge = .claims
     /// Receives every 401, 403 and step-up challenge (audit); nil records nothing.
     public var securityEvents: (any SecurityEventSink)?
     /// Origins (`scheme://host[:port]`) whose pages may send cookie-authenticated writes.
@@ -393,14 +405,23 @@ public struct APIRuntime: Sendable {
     }
 
     private func stepUp() -> Problem {
-        let claims = #"{"access_token":{"acrs":{"essential":true,"value":"\#(stepUpContext)"}}}"#
-        let b64 = Data(claims.utf8).base64EncodedString()
-        let challenge =
-            "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(b64)\""
+        let challenge: String
+        let how: String
+        switch stepUpChallenge {
+        case .claims:
+            let claims = #"{"access_token":{"acrs":{"essential":true,"value":"\#(stepUpContext)"}}}"#
+            let b64 = Data(claims.utf8).base64EncodedString()
+            challenge =
+                "Bearer realm=\"sitrep\", error=\"insufficient_claims\", error_description=\"Step-up authentication is required\", claims=\"\(b64)\""
+            how = "acquire a token with the claims in WWW-Authenticate"
+        case .acrValues:
+            challenge =
+                "Bearer realm=\"sitrep\", error=\"insufficient_user_authentication\", error_description=\"Step-up authentication is required\", acr_values=\"\(stepUpContext)\""
+            how = "sign in again asking for acr_values=\(stepUpContext)"
+        }
         return Problem(
             status: 401, code: "auth.step_up_required", title: "Step-up authentication required",
-            detail:
-                "This operation needs multi-factor authentication (authentication context \(stepUpContext)); acquire a token with the claims in WWW-Authenticate.",
+            detail: "This operation needs multi-factor authentication (authentication context \(stepUpContext)); \(how).",
             headers: [(.wwwAuthenticate, challenge)])
     }
 

@@ -15,7 +15,7 @@ struct Migrate: AsyncParsableCommand {
     var dryRun = false
 
     func run() async throws {
-        let config = loadConfiguration()
+        let config = loadConfiguration(needs: .database)
         bootstrapLogging(config)
         let logger = Logger(label: "sitrep.migrate")
         try await withDatabase(config, logger: logger) { client in
@@ -42,7 +42,7 @@ struct Audit: AsyncParsableCommand {
             abstract: "Recompute every audit event's hash chain; exit 1 and name the first broken event when it is not intact.")
 
         func run() async throws {
-            let config = loadConfiguration()
+            let config = loadConfiguration(needs: .database)
             bootstrapLogging(config)
             let logger = Logger(label: "sitrep.audit")
             try await withDatabase(config, logger: logger) { client in
@@ -77,7 +77,7 @@ struct SeedDemo: AsyncParsableCommand {
     var signals = 400
 
     func run() async throws {
-        let config = loadConfiguration()
+        let config = loadConfiguration(needs: .database)
         bootstrapLogging(config)
         let logger = Logger(label: "sitrep.seed")
         try await withDatabase(config, logger: logger) { client in
@@ -111,7 +111,7 @@ struct DevToken: AsyncParsableCommand {
     var hours = 12
 
     func run() async throws {
-        let config = loadConfiguration(needsServices: false)
+        let config = loadConfiguration(needs: [])
         guard config.environment != .production, let keyPath = config.devIssuerKeyPath else {
             die("dev-token is refused in production")
         }
@@ -144,7 +144,7 @@ struct DevIssuerCommand: AsyncParsableCommand {
     var port = 8081
 
     func run() async throws {
-        let config = loadConfiguration(needsServices: false)
+        let config = loadConfiguration(needs: [])
         bootstrapLogging(config)
         guard config.environment != .production, let keyPath = config.devIssuerKeyPath else {
             die("dev-issuer is refused in production")

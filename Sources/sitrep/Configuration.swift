@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 
 /// Everything `sitrep` reads from its environment, validated at start: one clear line per bad
@@ -16,6 +17,8 @@ struct Configuration: Sendable {
     var oidcAudience: String?
     var oidcTenantId: String?
     var oidcJWKSURL: String?
+    /// Which token claims carry the user id, roles and MFA.
+    var claims: ClaimMapping = .entra
     var devIssuerKeyPath: String?
     var maxBodyBytes: Int
     var maxUploadBytes: Int
@@ -87,6 +90,13 @@ struct Configuration: Sendable {
         ("SITREP_OIDC_AUDIENCE", "api://sitrep", "the API's client id; tokens must carry it in aud; required in production"),
         ("SITREP_OIDC_TENANT_ID", "(none)", "when set, tokens' tid must equal it"),
         ("SITREP_OIDC_JWKS_URL", "(discovered)", "JWKS URL; default from the issuer's /.well-known/openid-configuration"),
+        (
+            "SITREP_OIDC_CLAIMS", "entra",
+            "token claim profile: entra (oid, roles, acrs) or standard (sub, realm_access.roles, acr: Keycloak and other OIDC issuers)"
+        ),
+        ("SITREP_OIDC_USER_ID_CLAIM", "(from the profile)", "oid or sub: the claim that identifies the caller"),
+        ("SITREP_OIDC_ROLES_CLAIM", "(from the profile)", "roles, realm_access.roles or resource_access.<client>.roles"),
+        ("SITREP_OIDC_MFA_CLAIM", "(from the profile)", "acrs, acr or amr: where SITREP_MFA_CONTEXT must appear for x-mfa operations"),
         ("SITREP_DEV_ISSUER_KEY", "$SITREP_DATA_DIR/dev-issuer-key.pem", "private key of the local dev issuer (not in production)"),
         ("SITREP_MAX_BODY_BYTES", "1048576", "largest accepted request body"),
         ("SITREP_MAX_UPLOAD_BYTES", "52428800", "largest accepted streamed upload (treasury CSV files)"),
@@ -102,6 +112,7 @@ struct Configuration: Sendable {
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
         ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
         ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
+        ("SITREP_METRICS_TOKEN", "(none: /metrics is open)", "bearer token a Prometheus scrape of /metrics must send"),
         (
             "SITREP_LIST_CACHE_MS", "1000",
             "longest an unfiltered signal page is served from memory; dropped at once when this instance learns of a change (0: off)"
@@ -111,7 +122,7 @@ struct Configuration: Sendable {
             "the backend-for-frontend's client id at the issuer; enables /v1/auth/* cookie sessions"
         ),
         ("SITREP_OIDC_CLIENT_SECRET", "(none)", "its client secret, when the issuer requires one (confidential client)"),
-        ("SITREP_OIDC_SCOPE", "openid profile offline_access <audience>/access_as_user", "scopes asked for at sign-in"),
+        ("SITREP_OIDC_SCOPE", "openid profile offline_access, plus <audience>/access_as_user with entra claims", "scopes asked for at sign-in"),
         ("SITREP_PUBLIC_URL", "(required with a client id)", "public base URL behind the proxy; the callback is <url>/v1/auth/callback"),
         ("SITREP_ALLOWED_ORIGINS", "the public URL's origin", "comma-separated origins allowed to write with a session cookie"),
         ("SITREP_SESSION_IDLE_MINUTES", "15", "a browser session unused this long ends"),
@@ -148,7 +159,18 @@ struct Configuration: Sendable {
         ("SITREP_DISPATCH_POLL_MS", "1000", "how often an idle worker looks for due deliveries"),
     ]
 
-    static func load(_ env: [String: String] = ProcessInfo.processInfo.environment, needsServices: Bool = true) throws(Errors) -> Configuration {
+    /// What a command uses, so it is not refused for settings it never reads (`migrate` needs
+    /// the database only, `serve` everything).
+    struct Needs: OptionSet, Sendable {
+        let rawValue: Int
+        static let database = Needs(rawValue: 1)
+        static let redis = Needs(rawValue: 2)
+        /// The token issuer (production requires the real one).
+        static let identity = Needs(rawValue: 4)
+        static let all: Needs = [.database, .redis, .identity]
+    }
+
+    static func load(_ env: [String: String] = ProcessInfo.processInfo.environment, needs: Needs = .all) throws(Errors) -> Configuration {
         var errors: [String] = []
         func value(_ key: String) -> String? {
             guard let v = env[key]?.trimmingCharacters(in: .whitespaces), !v.isEmpty else { return nil }
@@ -174,10 +196,10 @@ struct Configuration: Sendable {
         let port = int("SITREP_PORT", default: 8080, range: 1...65535)
         let databaseURL = value("SITREP_DATABASE_URL") ?? ""
         let redisURL = value("SITREP_REDIS_URL") ?? ""
-        if needsServices {
-            if databaseURL.isEmpty { errors.append("SITREP_DATABASE_URL is missing: set it to postgres://user:pass@host:port/db") }
-            if redisURL.isEmpty { errors.append("SITREP_REDIS_URL is missing: set it to redis://host:port/0") }
+        if needs.contains(.database) && databaseURL.isEmpty {
+            errors.append("SITREP_DATABASE_URL is missing: set it to postgres://user:pass@host:port/db")
         }
+        if needs.contains(.redis) && redisURL.isEmpty { errors.append("SITREP_REDIS_URL is missing: set it to redis://host:port/0") }
         if !databaseURL.isEmpty, !(databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://")) {
             errors.append("SITREP_DATABASE_URL is not valid: it must start with postgres://")
         }
@@ -187,13 +209,44 @@ struct Configuration: Sendable {
         let dataDirectory = value("SITREP_DATA_DIR") ?? ".data/dev"
         let issuer = value("SITREP_OIDC_ISSUER")
         let devKey = value("SITREP_DEV_ISSUER_KEY")
-        if environment == .production {
+        if environment == .production && needs.contains(.identity) {
             if issuer == nil { errors.append("SITREP_OIDC_ISSUER is missing: production needs the real token issuer") }
             if value("SITREP_OIDC_AUDIENCE") == nil { errors.append("SITREP_OIDC_AUDIENCE is missing: production needs the API's client id") }
-            if devKey != nil { errors.append("SITREP_DEV_ISSUER_KEY is set: the local dev issuer is refused in production") }
+        }
+        if environment == .production, devKey != nil {
+            errors.append("SITREP_DEV_ISSUER_KEY is set: the local dev issuer is refused in production")
         }
         if let issuer, URL(string: issuer)?.scheme == nil {
             errors.append("SITREP_OIDC_ISSUER=\(issuer) is not valid: expected an https URL")
+        }
+        var claims = ClaimMapping.entra
+        if let raw = value("SITREP_OIDC_CLAIMS") {
+            switch raw {
+            case "entra": claims = .entra
+            case "standard": claims = .standard
+            default: errors.append("SITREP_OIDC_CLAIMS=\(raw) is not valid: expected entra (Entra ID) or standard (Keycloak and other OIDC issuers)")
+            }
+        }
+        if let raw = value("SITREP_OIDC_USER_ID_CLAIM") {
+            if let v = ClaimMapping.UserID(rawValue: raw) {
+                claims.userId = v
+            } else {
+                errors.append("SITREP_OIDC_USER_ID_CLAIM=\(raw) is not valid: expected oid or sub")
+            }
+        }
+        if let raw = value("SITREP_OIDC_ROLES_CLAIM") {
+            if let problem = ClaimMapping.rolesPathProblem(raw) {
+                errors.append("SITREP_OIDC_ROLES_CLAIM=\(raw) is not valid: \(problem)")
+            } else {
+                claims.roles = raw
+            }
+        }
+        if let raw = value("SITREP_OIDC_MFA_CLAIM") {
+            if let v = ClaimMapping.MFA(rawValue: raw) {
+                claims.mfa = v
+            } else {
+                errors.append("SITREP_OIDC_MFA_CLAIM=\(raw) is not valid: expected acrs, acr or amr")
+            }
         }
         var limits: [String: RateLimitPolicy] = [:]
         let rawLimits = value("SITREP_RATE_LIMITS") ?? "writes=60/60,ingest=600/60,auth=20/60,messaging=30/60,webhook=600/60"
@@ -242,7 +295,7 @@ struct Configuration: Sendable {
         var dispatchErrors: [String] = []
         let dispatch = Self.loadDispatch(value: value, int: int, environment: environment, publicURL: publicURL, errors: &dispatchErrors)
         errors += dispatchErrors
-        let config = Configuration(
+        var config = Configuration(
             environment: environment, host: value("SITREP_HOST") ?? "0.0.0.0", port: port, databaseURL: databaseURL,
             redisURL: redisURL, dataDirectory: dataDirectory, migrationsDirectory: value("SITREP_MIGRATIONS_DIR") ?? "migrations",
             oidcIssuer: issuer, oidcAudience: value("SITREP_OIDC_AUDIENCE"), oidcTenantId: value("SITREP_OIDC_TENANT_ID"),
@@ -264,6 +317,7 @@ struct Configuration: Sendable {
             oidcClientSecret: value("SITREP_OIDC_CLIENT_SECRET"), oidcScope: value("SITREP_OIDC_SCOPE"), publicURL: publicURL,
             allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
             sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168), dispatch: dispatch)
+        config.claims = claims
         if !errors.isEmpty { throw Errors(lines: errors) }
         return config
     }

@@ -60,7 +60,7 @@ struct Worker: AsyncParsableCommand {
         abstract: "Run only the dispatch worker (any number of them share the work safely; graceful stop on SIGTERM/SIGINT).")
 
     func run() async throws {
-        let config = loadConfiguration()
+        let config = loadConfiguration(needs: .database)
         bootstrapLogging(config)
         let logger = Logger(label: "sitrep.dispatch")
         let database: DatabaseConfiguration
@@ -106,7 +106,7 @@ struct DevProviders: AsyncParsableCommand {
     var port = 8082
 
     func run() async throws {
-        let config = loadConfiguration(needsServices: false)
+        let config = loadConfiguration(needs: [])
         bootstrapLogging(config)
         guard config.environment != .production else { die("dev-providers is refused in production") }
         let standIn = try await ProviderStandIn.start(port: port, logger: Logger(label: "dev-providers"))

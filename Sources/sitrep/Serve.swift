@@ -65,7 +65,11 @@ struct Serve: AsyncParsableCommand {
                     issuer: issuer, clientId: clientId, clientSecret: config.oidcClientSecret, httpClient: httpClient, logger: logger)
                 var settings = SessionSettings(
                     redirectURI: publicURL + "/v1/auth/callback",
-                    scope: config.oidcScope ?? "openid profile offline_access \(authenticator.configuration.audience)/access_as_user")
+                    scope: config.oidcScope
+                        ?? (config.claims.mfa == .acrs
+                            ? "openid profile offline_access \(authenticator.configuration.audience)/access_as_user"
+                            : "openid profile offline_access"))
+                settings.stepUp = config.claims.mfa == .acrs ? .claims : .acrValues
                 settings.idle = .seconds(config.sessionIdleMinutes * 60)
                 settings.absolute = .seconds(config.sessionAbsoluteHours * 3600)
                 sessions = BrowserSessions(redis: redis, oidc: oidc, verifier: authenticator, settings: settings, db: postgres, logger: logger)
@@ -89,6 +93,7 @@ struct Serve: AsyncParsableCommand {
             stepUpContext: config.stepUpContext, securityEvents: SecurityAuditLog(db: postgres, logger: logger), logger: logger)
         runtime.allowedOrigins = Set(config.allowedOrigins)
         runtime.maxStreamedBodyBytes = config.maxUploadBytes
+        runtime.stepUpChallenge = config.claims.mfa == .acrs ? .claims : .acrValues
         // Prometheus at /metrics; libraries' swift-metrics go to the same registry.
         let registry = PrometheusCollectorRegistry()
         let queueDepth = registry.makeGauge(
@@ -161,7 +166,7 @@ func makeAuthenticator(_ config: Configuration, httpClient: HTTPClient, logger: 
     if let issuer = config.oidcIssuer {
         let auth = AuthConfiguration(
             issuer: issuer, audience: config.oidcAudience ?? DevIssuer.audience, tenantId: config.oidcTenantId,
-            jwksURL: config.oidcJWKSURL.flatMap(URL.init(string:)))
+            jwksURL: config.oidcJWKSURL.flatMap(URL.init(string:)), claims: config.claims)
         return try await JWTAuthenticator(configuration: auth, httpClient: httpClient, logger: logger)
     }
     guard config.environment != .production, let keyPath = config.devIssuerKeyPath else {

@@ -13,9 +13,9 @@ struct Sitrep: AsyncParsableCommand {
 }
 
 /// Loads the configuration or exits with code 2 after one line per problem.
-func loadConfiguration(needsServices: Bool = true) -> Configuration {
+func loadConfiguration(needs: Configuration.Needs = .all) -> Configuration {
     do {
-        return try Configuration.load(needsServices: needsServices)
+        return try Configuration.load(needs: needs)
     } catch {
         for line in error.lines {
             FileHandle.standardError.write(Data("sitrep: \(line)\n".utf8))

@@ -220,13 +220,30 @@ struct RouterTests {
     }
 
     @Test func plannedOperationIs501() async throws {
-        try await makeApp().test(.router) { client in
-            try await client.execute(uri: "/v1/treasury/uploads", method: .get, headers: Self.h()) { r in
+        // No operation of today's contract is x-planned; one declared like the generator does.
+        let planned = OperationInfo(
+            id: "listWidgets", tag: "Widgets", method: .get, path: "/v1/widgets", security: ["bearerAuth"], roles: ["Sitrep.Admin"],
+            mfa: false, idempotency: false, rateLimit: nil, statuses: [200, 401, 403, 500, 501], requestContentTypes: [],
+            bodyRequired: false, planned: true)
+        let app = makeApp(extra: { router, runtime in
+            router.get("/v1/widgets") { request, context in
+                await runtime.serve(planned, request: request, context: context) { _, _ in
+                    Issue.record("the handler of a planned operation ran")
+                    return EncodedResponse(status: 200)
+                }
+            }
+        })
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/v1/widgets", method: .get, headers: Self.h()) { r in
                 #expect(r.status == .notImplemented)
                 #expect(
                     String(buffer: r.body)
-                        == #"{"type":"/problems/not_implemented","title":"Not implemented","status":501,"detail":"listTreasuryUploads is in the contract but not implemented yet (x-planned).","instance":"/v1/treasury/uploads","code":"not_implemented","requestId":"req-1"}"#
+                        == #"{"type":"/problems/not_implemented","title":"Not implemented","status":501,"detail":"listWidgets is in the contract but not implemented yet (x-planned).","instance":"/v1/widgets","code":"not_implemented","requestId":"req-1"}"#
                 )
+            }
+            // Who may call is still enforced first.
+            try await client.execute(uri: "/v1/widgets", method: .get, headers: Self.h(nil)) { r in
+                #expect(r.status == .unauthorized)
             }
         }
     }

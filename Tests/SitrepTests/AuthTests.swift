@@ -247,8 +247,15 @@ struct AuthPrincipalTests {
         #expect(try await auth.authenticate(bearerToken: token).tenantId == "another-tenant")
         let noTid = try await AuthFixtures.sign(AuthFixtures.claims { $0.tid = nil })
         let principal = try await auth.authenticate(bearerToken: noTid)
-        #expect(principal.tenantId == "")
-        #expect(principal.id == ":\(AuthFixtures.userObjectId)")
+        // No tid: the issuer's last path segment stands for the tenant (a Keycloak realm).
+        #expect(principal.tenantId == "dev-issuer")
+        #expect(principal.id == "dev-issuer:\(AuthFixtures.userObjectId)")
+        configuration.issuer = "https://login.microsoftonline.com/contoso/v2.0"
+        #expect(configuration.tenantLabel == "contoso")
+        configuration.issuer = "https://idp.example.org/realms/sitrep"
+        #expect(configuration.tenantLabel == "sitrep")
+        configuration.issuer = "https://idp.example.org"
+        #expect(configuration.tenantLabel == "idp.example.org")
     }
 
     @Test func clockSkewIsAllowed() async throws {

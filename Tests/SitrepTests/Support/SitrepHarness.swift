@@ -69,10 +69,11 @@ struct SitrepHarness: Sendable {
     static func with(
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
-        _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
+        claims: ClaimMapping = .entra, _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
     ) async throws {
         try await instances(
-            1, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer, sessionIdle: sessionIdle
+            1, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer, sessionIdle: sessionIdle,
+            claims: claims
         ) { clients, h in try await body(clients[0], h) }
     }
 
@@ -84,7 +85,8 @@ struct SitrepHarness: Sendable {
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         stream: SignalStreamHub.Settings = SignalStreamHub.Settings(), twilioWebhook: TwilioWebhookSettings? = nil, port: Int = 0,
-        listCache: Duration = .zero, _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
+        listCache: Duration = .zero, claims: ClaimMapping = .entra,
+        _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
             var apps: [any ApplicationProtocol] = []
@@ -93,7 +95,8 @@ struct SitrepHarness: Sendable {
             var extraRedis: [RedisClient] = []
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, into: &apps, hubs: &hubs)
+                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims, into: &apps, hubs: &hubs
+            )
             // The test frameworks pick their own port; a server that must be reachable at a known
             // address (a provider calling back) is the same first instance served again on `port`.
             let fixed: (any ApplicationProtocol)? = port == 0 ? nil : apps[0].served(at: port)
@@ -103,7 +106,8 @@ struct SitrepHarness: Sendable {
                 extraRedis.append(
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, into: &apps, hubs: &hubs))
+                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims, into: &apps,
+                        hubs: &hubs))
             }
             let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
             let pools = extraPools
@@ -160,7 +164,8 @@ struct SitrepHarness: Sendable {
     private static func makeApplication(
         db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
         dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
-        twilioWebhook: TwilioWebhookSettings?, listCache: Duration = .zero, into apps: inout [any ApplicationProtocol],
+        twilioWebhook: TwilioWebhookSettings?, listCache: Duration = .zero, claims: ClaimMapping = .entra,
+        into apps: inout [any ApplicationProtocol],
         hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
@@ -183,8 +188,12 @@ struct SitrepHarness: Sendable {
                 settings.idle = sessionIdle
                 sessions = BrowserSessions(redis: redis, oidc: oidc, verifier: auth, settings: settings, db: dbClient, logger: TestDatabase.logger)
             } else {
+                var configuration = DevIssuer.configuration
+                configuration.claims = claims
+                // A standard issuer has no tenant claim.
+                if claims != .entra { configuration.tenantId = nil }
                 auth = try await JWTAuthenticator(
-                    configuration: DevIssuer.configuration,
+                    configuration: configuration,
                     publicKeysPEM: [DevIssuer.keyId: try DevIssuer.publicKeyPEM(fromPrivateKeyPEM: pem)], logger: TestDatabase.logger)
             }
             let policies =
@@ -200,6 +209,7 @@ struct SitrepHarness: Sendable {
                 logger: TestDatabase.logger)
             runtime.allowedOrigins = [Self.publicURL]
             runtime.maxStreamedBodyBytes = Self.maxUploadBytes
+            runtime.stepUpChallenge = claims.mfa == .acrs ? .claims : .acrValues
             let metrics = APIMetrics()
             metrics.register(SitrepOperations.all)
             runtime.metrics = metrics
