@@ -3,6 +3,7 @@ import Generated
 import PostgresNIO
 import SitrepRuntime
 import Storage
+import Synchronization
 
 extension SitrepHandlers {
     static let actionColumns = """
@@ -135,7 +136,7 @@ extension SitrepHandlers {
     /// idempotency key's transaction: the change, its audit event and the key commit together.
     func writeAction(
         _ id: UUID, ifMatch: String?, context: OperationContext,
-        _ change: (Action, PostgresConnection) async throws -> Result<Void, ActionWorkflow.Refusal>
+        _ change: @escaping @Sendable (Action, PostgresConnection) async throws -> Result<Void, ActionWorkflow.Refusal>
     ) async throws -> ActionWriteResult {
         try await database {
             try await withEffectTransaction(db, context) { conn in
@@ -293,7 +294,8 @@ extension SitrepHandlers {
         let caller = context.caller
         let updateId = UUIDv7.make()
         let progress = input.body.progress
-        var written: ActionUpdate?
+        // Set inside the (Sendable) change closure, read after the transaction.
+        let writtenBox = Mutex<ActionUpdate?>(nil)
         let result = try await writeAction(input.actionId, ifMatch: nil, context: context) { current, conn in
             let decision = ActionWorkflow.addProgress(
                 status: current.status, ownerId: current.ownerId, actorId: caller.id, actorRoles: caller.roles)
@@ -307,7 +309,10 @@ extension SitrepHandlers {
                 VALUES (\(updateId), \(current.id), \(note), \(progress), \(caller.id), \(context.actorLabel))
                 RETURNING \(unescaped: Self.actionUpdateColumns)
                 """, logger: context.logger)
-            for try await row in rows { written = try Self.actionUpdate(from: row) }
+            for try await row in rows {
+                let update = try Self.actionUpdate(from: row)
+                writtenBox.withLock { $0 = update }
+            }
             if let progress {
                 try await conn.query(
                     "UPDATE actions SET progress = \(progress), updated_at = now(), version = version + 1 WHERE id = \(current.id)",
@@ -327,7 +332,7 @@ extension SitrepHandlers {
         case .refused(let r):
             return r == .notOwner ? .forbidden(Self.problem(for: r)) : .conflict(Self.problem(for: r))
         case .done:
-            guard let written else { throw RowShapeError() }
+            guard let written = writtenBox.withLock({ $0 }) else { throw RowShapeError() }
             return .created(written, location: "/v1/actions/\(input.actionId.lowercasedString)/updates/\(updateId.lowercasedString)")
         }
     }

@@ -153,14 +153,15 @@ extension SitrepHandlers {
             sql += " AND (briefing_date, id) < (SELECT briefing_date, id FROM briefings WHERE id = \(try bind(after)))"
         }
         sql += " ORDER BY briefing_date DESC, id DESC LIMIT \(try bind(input.limit + 1))"
-        var items: [BriefingSummary] = []
-        try await database {
+        var items: [BriefingSummary] = try await database { [sql, binds] in
+            var out: [BriefingSummary] = []
             let rows = try await db.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: context.logger)
             for try await (id, title, status, date, updated) in rows.decode((UUID, String, String, String, Date).self) {
                 guard let d = CalendarDate(date) else { throw RowShapeError() }
-                items.append(
+                out.append(
                     BriefingSummary(id: id, title: title, status: BriefingStatus(rawValue: status) ?? .draft, briefingDate: d, updatedAt: updated))
             }
+            return out
         }
         let next = trimPage(&items, limit: input.limit, id: \.id)
         return .ok(BriefingPage(items: items, nextCursor: next))

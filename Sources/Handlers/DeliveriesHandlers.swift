@@ -141,7 +141,7 @@ extension SitrepHandlers {
     public func getDelivery(_ input: GetDelivery.Input, context: OperationContext) async throws -> GetDelivery.Output {
         var binds = PostgresBindings()
         binds.append(input.deliveryId)
-        let found = try await database { try await loadDeliveries("id = $1", binds: binds, limit: 1, context: context) }
+        let found = try await database { [binds] in try await loadDeliveries("id = $1", binds: binds, limit: 1, context: context) }
         guard let delivery = found.first else {
             return .notFound(.notFound("No delivery has id \(input.deliveryId.lowercasedString)."))
         }

@@ -38,7 +38,13 @@ public struct PostgresIdempotencyStore: IdempotencyStore {
         let waitMs = Int(inFlightWait.timeInterval * 1000)
         let retentionSeconds = Int(retention.timeInterval)
         do {
-            return try await database {
+            // The handler runs inside this transaction, so the transaction itself cannot be
+            // abandoned at a deadline; a quick round trip under the deadline first answers 503
+            // at once while PostgreSQL is unreachable, instead of waiting for the pool.
+            _ = try await database { [db, logger] in
+                for try await _ in try await db.query("SELECT 1", logger: logger) {}
+            }
+            return try await databaseUnbounded {
                 try await db.withTransaction(logger: logger) { conn in
                     try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(waitMs)ms'"), logger: logger)
                     do {

@@ -112,9 +112,9 @@ extension SitrepHandlers {
         }
         binds.append(input.limit + 1)
         sql += " ORDER BY set_at DESC, id DESC LIMIT $\(binds.count)"
-        var items: [PostureHistoryEntry] = []
         let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-        try await database {
+        var items: [PostureHistoryEntry] = try await database {
+            var items: [PostureHistoryEntry] = []
             let rows = try await db.query(query, logger: context.logger)
             for try await (id, domain, from, to, rationale, setBy, setAt) in rows.decode(
                 (UUID, String, String?, String, String, String, Date).self)
@@ -124,6 +124,7 @@ extension SitrepHandlers {
                         id: id, domain: PostureDomain(rawValue: domain) ?? .cyber, fromLevel: from.flatMap(PostureLevel.init(rawValue:)),
                         toLevel: PostureLevel(rawValue: to) ?? .normal, rationale: rationale, setBy: setBy, setAt: setAt))
             }
+            return items
         }
         let next = trimPage(&items, limit: input.limit, id: \.id)
         // History rows never change: the page is named by its ids.

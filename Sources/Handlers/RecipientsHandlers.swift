@@ -118,7 +118,7 @@ extension SitrepHandlers {
 
     /// Loads under a row lock, checks If-Match, runs `change` and reloads, in one transaction.
     func writeRecipient(
-        _ id: UUID, ifMatch: String, context: OperationContext, _ change: (Recipient, PostgresConnection) async throws -> Bool
+        _ id: UUID, ifMatch: String, context: OperationContext, _ change: @escaping @Sendable (Recipient, PostgresConnection) async throws -> Bool
     ) async throws -> RecipientWrite {
         try await database {
             do {

@@ -22,9 +22,14 @@ public struct SecurityAuditLog: SecurityEventSink {
             actorName: event.principal?.displayName, actorRoles: Array(event.principal?.roles ?? []).sorted(),
             entityType: "operation", entityId: event.operationId, reason: event.reason, requestId: event.requestId,
             clientAddress: event.clientAddress)
+        let db = db
+        let logger = logger
         do {
-            try await db.withTransaction(logger: logger) { conn in
-                try await appendAudit(input, on: conn, logger: logger)
+            // Under the deadline: a refusal is answered even while PostgreSQL is down.
+            _ = try await database {
+                try await db.withTransaction(logger: logger) { conn in
+                    _ = try await appendAudit(input, on: conn, logger: logger)
+                }
             }
         } catch {
             logger.error("could not audit a refused access attempt", metadata: ["action": "\(event.kind.rawValue)", "error": "\(error)"])

@@ -109,7 +109,7 @@ extension SitrepHandlers {
         }
         document.append(UInt8(ascii: "]"))
         let batch = String(decoding: document, as: UTF8.self)
-        let results: [SignalIngestItem] = try await database {
+        let results: [SignalIngestItem] = try await database { [ids, hashes] in
             try await db.withTransaction(logger: context.logger) { conn in
                 var out = [SignalIngestItem?](repeating: nil, count: items.count)
                 let rows = try await conn.query(
@@ -203,10 +203,11 @@ extension SitrepHandlers {
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
             return .ok(SignalPage(items: page.items, nextCursor: page.next), etag: page.etag)
         }
-        var items: [Signal] = []
-        items.reserveCapacity(input.limit + 1)
+        var items: [Signal]
         if !filtered {
-            try await database {
+            items = try await database {
+                var items: [Signal] = []
+                items.reserveCapacity(input.limit + 1)
                 if let after {
                     for try await s in try await db.execute(LatestSignalsAfter(after: after, limit: input.limit + 1), logger: context.logger) {
                         items.append(s)
@@ -216,12 +217,16 @@ extension SitrepHandlers {
                         items.append(s)
                     }
                 }
+                return items
             }
         } else {
             let query = try Self.filteredQuery(input, after: after)
-            try await database {
+            items = try await database {
+                var items: [Signal] = []
+                items.reserveCapacity(input.limit + 1)
                 let rows = try await db.query(query, logger: context.logger)
                 for try await row in rows { items.append(try Self.signal(from: row)) }
+                return items
             }
         }
         let next = trimPage(&items, limit: input.limit, id: \.id)

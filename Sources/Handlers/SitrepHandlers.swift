@@ -24,14 +24,17 @@ public struct SitrepHandlers: SitrepAPI {
     let signalPages: SignalPageCache
     /// Treasury uploads this instance takes at a time.
     let uploadSlots: UploadSlots
+    /// How long one database operation may take before the request is answered 503.
+    let databaseDeadline: Duration
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
         sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, twilioWebhook: TwilioWebhookSettings? = nil,
-        listCacheMaxAge: Duration = .zero, maxConcurrentUploads: Int = 2,
+        listCacheMaxAge: Duration = .zero, maxConcurrentUploads: Int = 2, databaseDeadline: Duration = DatabaseDeadline.standard,
         pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
+        self.databaseDeadline = databaseDeadline
         self.uploadSlots = UploadSlots(capacity: maxConcurrentUploads)
         self.sessions = sessions
         self.signalHub = signalHub
@@ -42,6 +45,13 @@ public struct SitrepHandlers: SitrepAPI {
         self.stepUpContext = stepUpContext
         self.dashboardCache = DashboardCache(ttl: dashboardTTL)
         self.pendingMigrations = pendingMigrations
+    }
+}
+
+extension SitrepHandlers {
+    /// A database operation under this instance's deadline (see the free `database`).
+    func database<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Handlers.database(deadline: databaseDeadline, body)
     }
 }
 

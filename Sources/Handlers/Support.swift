@@ -4,6 +4,7 @@ import PostgresNIO
 import Redis
 import SitrepRuntime
 import Storage
+import Synchronization
 
 /// Opaque keyset cursors: the id of the last item on the page, base64url-encoded with a version,
 /// so the next page continues strictly after it in (time, id) order even while rows are added.
@@ -66,15 +67,124 @@ extension PSQLError {
             .uncleanShutdown:
             return true
         default:
-            return serverInfo == nil && underlying != nil
+            // The server went away mid-query: SQLSTATE class 08 (connection exception) or 57
+            // (operator intervention: admin_shutdown 57P01 on a fast shutdown, crash_shutdown,
+            // cannot_connect_now while it starts).
+            if let state = serverInfo?[.sqlState] { return state.hasPrefix("08") || state.hasPrefix("57P") }
+            return underlying != nil
         }
     }
 }
 
-/// Runs a database operation, turning connectivity failures into `DatabaseUnavailable` (503).
-func database<T>(_ body: () async throws -> T) async throws -> T {
+/// How long one database operation may take before it is abandoned as unavailable. The pool
+/// waits for a connection for as long as its circuit breaker allows (a minute) when PostgreSQL is
+/// down; callers get a 503 well before that.
+public enum DatabaseDeadline {
+    public static let standard: Duration = .seconds(5)
+}
+
+/// The database did not answer within the deadline.
+struct DatabaseTimedOut: Error {}
+
+/// The first of several racing results, handed to the one waiter.
+final class FirstOutcome<T: Sendable>: Sendable {
+    private enum State {
+        case waiting
+        case settled(Result<T, any Error>)
+        case awaited(CheckedContinuation<T, any Error>)
+        case done
+    }
+
+    private let state = Mutex<State>(.waiting)
+
+    private enum Action {
+        case ignored, stored
+        case resume(CheckedContinuation<T, any Error>)
+    }
+
+    /// Records `result` unless another came first; true when it was the first.
+    @discardableResult
+    func settle(_ result: Result<T, any Error>) -> Bool {
+        let action: Action = state.withLock { s in
+            switch s {
+            case .waiting:
+                s = .settled(result)
+                return .stored
+            case .awaited(let c):
+                s = .done
+                return .resume(c)
+            case .settled, .done:
+                return .ignored
+            }
+        }
+        switch action {
+        case .ignored: return false
+        case .stored: return true
+        case .resume(let c):
+            c.resume(with: result)
+            return true
+        }
+    }
+
+    /// The first result, when there is one.
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            let ready: Result<T, any Error>? = state.withLock { s in
+                switch s {
+                case .settled(let r):
+                    s = .done
+                    return r
+                case .waiting:
+                    s = .awaited(c)
+                    return nil
+                case .awaited, .done:
+                    return .failure(CancellationError())
+                }
+            }
+            if let ready { c.resume(with: ready) }
+        }
+    }
+}
+
+/// Runs a database operation under a deadline (nil: none), turning connectivity failures and
+/// time-outs into `DatabaseUnavailable` (503).
+///
+/// The operation runs in a task of its own so that the caller can be answered at the deadline
+/// even when the operation does not react to cancellation at once (the pool's wait for a
+/// connection to a server that is down ends only with its circuit breaker); it is cancelled
+/// then, and left to finish on its own.
+func database<T: Sendable>(deadline: Duration? = DatabaseDeadline.standard, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    guard let deadline else { return try await databaseUnbounded(body) }
+    return try await databaseUnbounded {
+        let outcome = FirstOutcome<T>()
+        let work = Task {
+            do {
+                outcome.settle(.success(try await body()))
+            } catch {
+                outcome.settle(.failure(error))
+            }
+        }
+        let timer = Task {
+            try? await Task.sleep(for: deadline)
+            if !Task.isCancelled, outcome.settle(.failure(DatabaseTimedOut())) { work.cancel() }
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await outcome.value()
+        } onCancel: {
+            work.cancel()
+        }
+    }
+}
+
+/// Runs a database operation without a deadline (one that holds a transaction open for as long
+/// as a client streams, or wraps a handler), turning connectivity failures and time-outs into
+/// `DatabaseUnavailable` (503).
+func databaseUnbounded<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
+    } catch is DatabaseTimedOut {
+        throw DatabaseUnavailable(underlying: "no answer within the deadline")
     } catch let e as PSQLError where e.isConnectionFailure {
         throw DatabaseUnavailable(underlying: "\(e.code)")
     } catch let e as PostgresTransactionError {

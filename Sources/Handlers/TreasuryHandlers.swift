@@ -102,7 +102,8 @@ extension SitrepHandlers {
         guard await progress.start(exclusive: chosen) else { return .conflict(Self.uploadIdTaken(id)) }
 
         do {
-            let (file, upload) = try await database {
+            // No deadline: the transaction lasts as long as the client takes to send the file.
+            let (file, upload) = try await databaseUnbounded {
                 try await db.withTransaction(logger: context.logger) { conn in
                     let file = try await receive(input.body, uploadId: id, on: conn, progress: progress, context: context)
                     let upload = try await storeUpload(id, fileName: input.fileName, file: file, on: conn, context: context)

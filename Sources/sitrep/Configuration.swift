@@ -22,6 +22,8 @@ struct Configuration: Sendable {
     var devIssuerKeyPath: String?
     var maxBodyBytes: Int
     var maxUploadBytes: Int
+    var idleTimeoutSeconds: Int
+    var databaseTimeoutMilliseconds: Int
     var concurrentUploads: Int
     var rateLimits: [String: RateLimitPolicy]
     var idempotencyRetentionHours: Int
@@ -100,6 +102,10 @@ struct Configuration: Sendable {
         ("SITREP_DEV_ISSUER_KEY", "$SITREP_DATA_DIR/dev-issuer-key.pem", "private key of the local dev issuer (not in production)"),
         ("SITREP_MAX_BODY_BYTES", "1048576", "largest accepted request body"),
         ("SITREP_MAX_UPLOAD_BYTES", "52428800", "largest accepted streamed upload (treasury CSV files)"),
+        (
+            "SITREP_IDLE_TIMEOUT_SECONDS", "30",
+            "a connection that sends nothing for this long (no request, or a request's head or body stalled) is closed"
+        ),
         ("SITREP_CONCURRENT_UPLOADS", "2", "treasury uploads one instance takes at a time (each holds a database connection)"),
         (
             "SITREP_RATE_LIMITS", "writes=60/60,ingest=600/60,auth=20/60,messaging=30/60,webhook=600/60",
@@ -111,6 +117,10 @@ struct Configuration: Sendable {
         ("SITREP_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
         ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
+        (
+            "SITREP_DB_TIMEOUT_MS", "5000",
+            "longest one database operation may take (waiting for a connection included) before the request answers 503"
+        ),
         ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
         ("SITREP_METRICS_TOKEN", "(none: /metrics is open)", "bearer token a Prometheus scrape of /metrics must send"),
         (
@@ -303,6 +313,8 @@ struct Configuration: Sendable {
             devIssuerKeyPath: environment == .production ? nil : (devKey ?? dataDirectory + "/dev-issuer-key.pem"),
             maxBodyBytes: int("SITREP_MAX_BODY_BYTES", default: 1 << 20, range: 1024...(1 << 30)),
             maxUploadBytes: int("SITREP_MAX_UPLOAD_BYTES", default: 50 << 20, range: 1024...(1 << 34)),
+            idleTimeoutSeconds: int("SITREP_IDLE_TIMEOUT_SECONDS", default: 30, range: 1...3600),
+            databaseTimeoutMilliseconds: int("SITREP_DB_TIMEOUT_MS", default: 5000, range: 100...600_000),
             concurrentUploads: int("SITREP_CONCURRENT_UPLOADS", default: 2, range: 1...64), rateLimits: limits,
             idempotencyRetentionHours: int("SITREP_IDEMPOTENCY_RETENTION_HOURS", default: 24, range: 1...720),
             rateLimitFailClosed: Set(

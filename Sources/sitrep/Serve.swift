@@ -120,7 +120,8 @@ struct Serve: AsyncParsableCommand {
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
             dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions, signalHub: signalHub,
             twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds),
-            maxConcurrentUploads: config.concurrentUploads, pendingMigrations: { try await migrator.pending().map(\.name) })
+            maxConcurrentUploads: config.concurrentUploads, databaseDeadline: .milliseconds(config.databaseTimeoutMilliseconds),
+            pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))
         router.registerSitrepAPI(handlers, runtime: runtime)
@@ -129,6 +130,9 @@ struct Serve: AsyncParsableCommand {
 
         let app = Application(
             router: router,
+            // Idle connections and stalled requests (slowloris) are closed; answers being written
+            // (the live stream) are not idle.
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "sitrep"),
             onServerRunning: { channel in
                 logger.info("sitrep listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])

@@ -6,6 +6,7 @@
 #
 #   sitrep_install_deps        install the Debian packages the build and the services need
 #   sitrep_start_services DIR  start (or reuse) PostgreSQL + Redis under DIR, export their URLs
+#   sitrep_pg_stop DIR         stop that PostgreSQL (the fault tests start it again)
 #   sitrep_stop_services DIR   stop them; never fails
 #
 # Exported by sitrep_start_services:
@@ -299,6 +300,19 @@ sitrep_start_services() {
     SITREP_TEST_REDIS_START=$(sitrep__redis_start_command "$dir" "$SITREP_REDIS_PORT")
     export SITREP_TEST_REDIS_START
     export SITREP_TEST_REDIS_STOP="redis-cli -h 127.0.0.1 -p $SITREP_REDIS_PORT shutdown nosave"
+    # For the fault tests: stop the test PostgreSQL and start it again on the same port
+    # (bash -c "$SITREP_TEST_PG_STOP").
+    local lib
+    lib=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/services.sh
+    export SITREP_TEST_PG_STOP="source '$lib' && sitrep_pg_stop '$dir'"
+    export SITREP_TEST_PG_START="source '$lib' && sitrep__start_postgres '$dir'"
+}
+
+# Stops the PostgreSQL of DIR (fast: open sessions are ended), keeping its data.
+sitrep_pg_stop() {
+    local dir=${1:?usage: sitrep_pg_stop DIR} bin
+    bin=$(sitrep__pg_bin)
+    sitrep__as_pg "$bin/pg_ctl" -D "$dir/pg" -m fast -w -t 30 stop >/dev/null
 }
 
 sitrep_stop_services() {

@@ -85,8 +85,8 @@ struct SitrepHarness: Sendable {
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         stream: SignalStreamHub.Settings = SignalStreamHub.Settings(), twilioWebhook: TwilioWebhookSettings? = nil, port: Int = 0,
-        listCache: Duration = .zero, claims: ClaimMapping = .entra,
-        _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
+        listCache: Duration = .zero, claims: ClaimMapping = .entra, idleTimeout: Duration = .seconds(30),
+        databaseDeadline: Duration = DatabaseDeadline.standard, _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
             var apps: [any ApplicationProtocol] = []
@@ -95,7 +95,8 @@ struct SitrepHarness: Sendable {
             var extraRedis: [RedisClient] = []
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims, into: &apps, hubs: &hubs
+                sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims,
+                idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, into: &apps, hubs: &hubs
             )
             // The test frameworks pick their own port; a server that must be reachable at a known
             // address (a provider calling back) is the same first instance served again on `port`.
@@ -106,7 +107,8 @@ struct SitrepHarness: Sendable {
                 extraRedis.append(
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
-                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims, into: &apps,
+                        sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims,
+                        idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, into: &apps,
                         hubs: &hubs))
             }
             let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
@@ -165,7 +167,7 @@ struct SitrepHarness: Sendable {
         db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
         dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
         twilioWebhook: TwilioWebhookSettings?, listCache: Duration = .zero, claims: ClaimMapping = .entra,
-        into apps: inout [any ApplicationProtocol],
+        idleTimeout: Duration = .seconds(30), databaseDeadline: Duration = DatabaseDeadline.standard, into apps: inout [any ApplicationProtocol],
         hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
@@ -221,7 +223,7 @@ struct SitrepHarness: Sendable {
             hubs.append(hub)
             let handlers = SitrepHandlers(
                 db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions, signalHub: hub,
-                twilioWebhook: twilioWebhook, listCacheMaxAge: listCache,
+                twilioWebhook: twilioWebhook, listCacheMaxAge: listCache, databaseDeadline: databaseDeadline,
                 pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
@@ -230,7 +232,10 @@ struct SitrepHarness: Sendable {
             router.registerSitrepAPI(handlers, runtime: runtime)
             router.registerContractDocuments()
             router.registerMetrics(metrics, token: Self.metricsToken)
-            apps.append(Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: TestDatabase.logger))
+            apps.append(
+                Application(
+                    router: router, server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(idleTimeout / .milliseconds(1))))),
+                    configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: TestDatabase.logger))
             return redis
         }
     }
