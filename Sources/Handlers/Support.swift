@@ -18,15 +18,15 @@ enum Cursor {
         guard let cursor else { return nil }
         guard let raw = Base64URL.decode(cursor).map({ String(decoding: $0, as: UTF8.self) }), raw.hasPrefix("v1:"),
             let id = UUID(uuidString: String(raw.dropFirst(3)))
-        else {
-            throw ProblemError(
-                Problem(
-                    status: 400, code: "pagination.invalid_cursor", title: "Invalid cursor",
-                    detail: "The cursor is not one this API issued; start again without it.",
-                    errors: [FieldError(pointer: "/query/cursor", message: "is not a valid cursor")]))
-        }
+        else { throw ProblemError(invalid) }
         return id
     }
+
+    /// The `400` for a cursor this API did not issue.
+    static let invalid = Problem(
+        status: 400, code: "pagination.invalid_cursor", title: "Invalid cursor",
+        detail: "The cursor is not one this API issued; start again without it.",
+        errors: [FieldError(pointer: "/query/cursor", message: "is not a valid cursor")])
 }
 
 /// Rows were fetched with `LIMIT limit + 1`: drop the probe row and name the next page after the

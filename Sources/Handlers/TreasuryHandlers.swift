@@ -45,18 +45,8 @@ extension SitrepHandlers {
         let rows = try r.int()
         guard let asOf = CalendarDate(try r.string()) else { throw RowShapeError() }
         return TreasuryUpload(
-            id: id, fileName: fileName, sha256: Self.hex(sha.readableBytesView), sizeBytes: size, rowCount: rows, asOfDate: asOf,
+            id: id, fileName: fileName, sha256: sha.readableBytesView.hexString, sizeBytes: size, rowCount: rows, asOfDate: asOf,
             currencies: try r.stringArray(), uploadedBy: try r.string(), uploadedAt: try r.date())
-    }
-
-    static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     static func noUpload(_ id: UUID) -> Problem { .notFound("No treasury upload has id \(id.lowercasedString).") }
@@ -296,7 +286,7 @@ extension SitrepHandlers {
     private func refuse(
         _ refusal: UploadRefusal, uploadId: UUID, fileName: String, progress: UploadProgress, context: OperationContext
     ) async throws -> CreateTreasuryUpload.Output {
-        let sha = progress.sha256.map { Self.hex($0) }
+        let sha = progress.sha256.map(\.hexString)
         switch refusal {
         case .invalid(let failure):
             await progress.finish(.refused, outcome: "validation.failed")
@@ -485,13 +475,7 @@ extension SitrepHandlers {
         guard let cursor else { return nil }
         guard let raw = Base64URL.decode(cursor).map({ String(decoding: $0, as: UTF8.self) }), raw.hasPrefix("v1:line:"),
             let line = Int(raw.dropFirst(8)), line >= 0
-        else {
-            throw ProblemError(
-                Problem(
-                    status: 400, code: "pagination.invalid_cursor", title: "Invalid cursor",
-                    detail: "The cursor is not one this API issued; start again without it.",
-                    errors: [FieldError(pointer: "/query/cursor", message: "is not a valid cursor")]))
-        }
+        else { throw ProblemError(Cursor.invalid) }
         return line
     }
 }

@@ -19,26 +19,17 @@ struct DispatchCrashTests {
     }
 
     static func startWorker(_ f: DispatchTests.Fixture, log: URL) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-        p.arguments = ["worker"]
-        p.environment = [
-            "PATH": "/usr/bin:/bin", "SITREP_ENV": "test", "SITREP_DATABASE_URL": try databaseURL(f.h),
-            "SITREP_REDIS_URL": SitrepHarness.redisURL ?? "redis://127.0.0.1:6379/0", "SITREP_LOG_LEVEL": "warning",
-            "SITREP_TWILIO_ACCOUNT_SID": f.standIn.configuration.accountSid, "SITREP_TWILIO_AUTH_TOKEN": f.standIn.configuration.authToken,
-            "SITREP_TWILIO_BASE_URL": f.standIn.baseURL, "SITREP_TWILIO_WHATSAPP_FROM": "whatsapp:+97140000000",
-            "SITREP_TWILIO_SMS_FROM": "+97140000000", "SITREP_TWILIO_CONTENT_SIDS": "en=\(DispatchTests.contentSids["en"]!)",
-            "SITREP_TWILIO_STATUS_CALLBACK_URL": f.webhook.statusCallbackURL, "SITREP_PROVIDER_TIMEOUT_SECONDS": "1",
-            "SITREP_DISPATCH_CONCURRENCY": "32", "SITREP_DISPATCH_CHANNEL_TIMEOUT_SECONDS": "30", "SITREP_DISPATCH_POLL_MS": "50",
-            "SITREP_DISPATCH_RETRY_BASE_MS": "50",
-        ]
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        handle.seekToEndOfFile()
-        p.standardOutput = handle
-        p.standardError = handle
-        try p.run()
-        return p
+        try launchSitrep(
+            ["worker"], log: log,
+            environment: [
+                "SITREP_DATABASE_URL": try databaseURL(f.h),
+                "SITREP_TWILIO_ACCOUNT_SID": f.standIn.configuration.accountSid, "SITREP_TWILIO_AUTH_TOKEN": f.standIn.configuration.authToken,
+                "SITREP_TWILIO_BASE_URL": f.standIn.baseURL, "SITREP_TWILIO_WHATSAPP_FROM": "whatsapp:+97140000000",
+                "SITREP_TWILIO_SMS_FROM": "+97140000000", "SITREP_TWILIO_CONTENT_SIDS": "en=\(DispatchTests.contentSids["en"]!)",
+                "SITREP_TWILIO_STATUS_CALLBACK_URL": f.webhook.statusCallbackURL, "SITREP_PROVIDER_TIMEOUT_SECONDS": "1",
+                "SITREP_DISPATCH_CONCURRENCY": "32", "SITREP_DISPATCH_CHANNEL_TIMEOUT_SECONDS": "30", "SITREP_DISPATCH_POLL_MS": "50",
+                "SITREP_DISPATCH_RETRY_BASE_MS": "50",
+            ])
     }
 
     @Test func killedWorkersNeverSendTwice() async throws {
@@ -110,4 +101,23 @@ struct DispatchCrashTests {
             #expect(interrupted > 0, "no kill landed during a provider call")
         }
     }
+}
+
+/// Starts the `sitrep` binary with `arguments` in the test environment (test mode, the shared test
+/// Redis, warnings only) plus `environment`, its output appended to `log`.
+func launchSitrep(_ arguments: [String], log: URL, environment: [String: String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+    p.arguments = arguments
+    p.environment = [
+        "PATH": "/usr/bin:/bin", "SITREP_ENV": "test", "SITREP_REDIS_URL": SitrepHarness.redisURL ?? "redis://127.0.0.1:6379/0",
+        "SITREP_LOG_LEVEL": "warning",
+    ].merging(environment) { _, new in new }
+    FileManager.default.createFile(atPath: log.path, contents: nil)
+    let handle = try FileHandle(forWritingTo: log)
+    handle.seekToEndOfFile()
+    p.standardOutput = handle
+    p.standardError = handle
+    try p.run()
+    return p
 }

@@ -198,23 +198,14 @@ struct FaultTests {
     // MARK: serve killed mid-write
 
     static func startServe(_ h: SitrepHarness, port: Int, log: URL, extra: [String: String] = [:]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-        p.arguments = ["serve"]
-        p.environment = [
-            "PATH": "/usr/bin:/bin", "SITREP_ENV": "test", "SITREP_DATABASE_URL": try DispatchCrashTests.databaseURL(h),
-            "SITREP_REDIS_URL": SitrepHarness.redisURL ?? "redis://127.0.0.1:6379/0", "SITREP_LOG_LEVEL": "warning",
-            "SITREP_PORT": String(port), "SITREP_HOST": "127.0.0.1", "SITREP_DEV_ISSUER_KEY": SitrepHarness.keyPath,
-            "SITREP_MIGRATIONS_DIR": TestDatabase.migrationsDirectory.path, "SITREP_DISPATCH_IN_SERVE": "false",
-            "SITREP_RATE_LIMITS": "writes=100000/60,ingest=100000/60,auth=100/60,messaging=100/60,webhook=100/60",
-        ].merging(extra) { _, new in new }
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        handle.seekToEndOfFile()
-        p.standardOutput = handle
-        p.standardError = handle
-        try p.run()
-        return p
+        try launchSitrep(
+            ["serve"], log: log,
+            environment: [
+                "SITREP_DATABASE_URL": try DispatchCrashTests.databaseURL(h), "SITREP_PORT": String(port), "SITREP_HOST": "127.0.0.1",
+                "SITREP_DEV_ISSUER_KEY": SitrepHarness.keyPath, "SITREP_MIGRATIONS_DIR": TestDatabase.migrationsDirectory.path,
+                "SITREP_DISPATCH_IN_SERVE": "false",
+                "SITREP_RATE_LIMITS": "writes=100000/60,ingest=100000/60,auth=100/60,messaging=100/60,webhook=100/60",
+            ].merging(extra) { _, new in new })
     }
 
     static func freePort() throws -> Int {
