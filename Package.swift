@@ -156,6 +156,37 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // MARK: typed clients of other systems' contracts (api/erp.yaml)
+        // The transport generated clients call: timeouts, retries with backoff, a circuit breaker,
+        // one typed error (APIClientError) and its mapping to Sitrep's problems.
+        .target(
+            name: "SitrepClientRuntime",
+            dependencies: [
+                "SitrepRuntime",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The ERP's typed client, generated at build time from api/erp.yaml by the plugin.
+        .target(
+            name: "ERPClient",
+            dependencies: ["SitrepClientRuntime", "SitrepRuntime"],
+            plugins: ["SitrepGeneratorPlugin"]
+        ),
+        // A local ERP serving api/erp.yaml over seeded data, with fault injection, for development
+        // and tests; refused in production.
+        .target(
+            name: "ERPStandIn",
+            dependencies: [
+                "ERPClient", "SitrepRuntime",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         // The dispatch worker: claims due deliveries and walks them through WhatsApp → SMS →
         // e-mail, crash-safe (attempts recorded before each call, reconciled after a crash).
         .target(
@@ -224,7 +255,7 @@ let package = Package(
             name: "SitrepTests",
             dependencies: [
                 "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "BriefingPDF", "Twilio",
-                "ProviderStandIn", "DeliveryWorker", "Treasury",
+                "ProviderStandIn", "DeliveryWorker", "Treasury", "SitrepClientRuntime", "ERPClient", "ERPStandIn",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

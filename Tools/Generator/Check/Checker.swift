@@ -3,7 +3,34 @@ import OpenAPIKit
 
 /// The second stage: every rule the generator relies on, checked before any code is written.
 /// Each failure names the spec path and the rule, so the author can fix the spec, not guess.
+///
+/// Two kinds of contract: a **server** contract (`api/openapi.yaml`, what Sitrep serves, rendered
+/// by ``ServerRenderer``) and a **client** contract (`api/erp.yaml`, what Sitrep consumes from
+/// another system, rendered by ``ClientRenderer``). A spec is a client contract when its `info`
+/// carries `x-client-name`; ``Mode`` says which rules apply.
 public struct Checker {
+    /// Which side of the contract Sitrep is on.
+    public enum Mode: Sendable, Equatable {
+        /// Sitrep serves it: every enforcement rule (`x-roles`, the statuses the router answers…).
+        case server
+        /// Sitrep calls it: the structural rules the types need, plus what a generated client can
+        /// do (bearer auth, JSON bodies, one success response per operation). Server enforcement
+        /// extensions are refused: a client cannot enforce them.
+        case client
+
+        /// `.client` when `info` declares `x-client-name`, else `.server`.
+        public static func of(_ spec: LoadedSpec) -> Mode {
+            spec.document.info.vendorExtensions["x-client-name"] == nil ? .server : .client
+        }
+    }
+
+    /// Extensions only a server can enforce; refused in a client contract.
+    static let serverOnlyExtensions = ["x-roles", "x-mfa", "x-idempotency", "x-rate-limit", "x-planned"]
+    /// Names the client runtime (and the generated client) use.
+    static let clientReservedNames: Set<String> = [
+        "APIClientError", "APITransport", "HTTPTransport", "ClientRequest", "ClientResponse", "RemoteProblem", "RetryPolicy",
+        "CircuitBreaker", "ClientClock", "SystemClientClock", "ManualClientClock",
+    ]
     public static let defaultRoles: Set<String> = [
         "Sitrep.Viewer", "Sitrep.Admin", "Sitrep.Executive", "Sitrep.Ingest", "Sitrep.BriefingWriter",
     ]
@@ -19,17 +46,20 @@ public struct Checker {
     let spec: LoadedSpec
     let access: SpecAccess
     let knownRoles: Set<String>
+    let mode: Mode
     private var diagnostics: [Diagnostic] = []
 
-    public init(spec: LoadedSpec, knownRoles: Set<String> = Checker.defaultRoles) {
+    public init(spec: LoadedSpec, knownRoles: Set<String> = Checker.defaultRoles, mode: Mode? = nil) {
         self.spec = spec
         self.access = SpecAccess(document: spec.document)
         self.knownRoles = knownRoles
+        self.mode = mode ?? Mode.of(spec)
     }
 
-    /// Runs every rule; returns all findings (empty when the spec is fine).
-    public static func check(_ spec: LoadedSpec, knownRoles: Set<String> = Checker.defaultRoles) -> [Diagnostic] {
-        var c = Checker(spec: spec, knownRoles: knownRoles)
+    /// Runs every rule; returns all findings (empty when the spec is fine). `mode` nil: decided by
+    /// the spec (``Mode/of(_:)``).
+    public static func check(_ spec: LoadedSpec, knownRoles: Set<String> = Checker.defaultRoles, mode: Mode? = nil) -> [Diagnostic] {
+        var c = Checker(spec: spec, knownRoles: knownRoles, mode: mode)
         c.run()
         return c.diagnostics.sorted { ($0.line ?? 0, $0.path, $0.message) < ($1.line ?? 0, $1.path, $1.message) }
     }
@@ -41,7 +71,12 @@ public struct Checker {
     mutating func run() {
         checkSecuritySchemes()
         checkSchemas()
-        checkProblemSchema()
+        switch mode {
+        case .server: checkProblemSchema()
+        case .client:
+            checkClientName()
+            checkClientProblemSchema()
+        }
         checkOperations()
     }
 
@@ -50,6 +85,10 @@ public struct Checker {
     private mutating func checkSecuritySchemes() {
         for (key, scheme) in spec.document.components.securitySchemes {
             let path = ["components", "securitySchemes", key.rawValue]
+            if mode == .client && key.rawValue != "bearerAuth" {
+                fail(path, "security scheme '\(key.rawValue)' is not supported in a client contract (supported: bearerAuth)")
+                continue
+            }
             guard Checker.supportedSchemes[key.rawValue] != nil else {
                 fail(
                     path,
@@ -76,7 +115,7 @@ public struct Checker {
             if !Naming.isIdentifierLike(name) || name.first?.isUppercase != true {
                 fail(path, "schema name '\(name)' must be an UpperCamelCase identifier")
             }
-            if Checker.reservedNames.contains(name) {
+            if Checker.reservedNames.contains(name) || (mode == .client && Checker.clientReservedNames.contains(name)) {
                 fail(path, "schema name '\(name)' clashes with a name the generated code uses")
             }
             switch schema.value {
@@ -212,6 +251,43 @@ public struct Checker {
         }
     }
 
+    // MARK: client contracts
+
+    /// `info.x-client-name`, when present, names the generated client type.
+    private mutating func checkClientName() {
+        guard let raw = spec.document.info.vendorExtensions["x-client-name"] else { return }
+        let path = ["info", "x-client-name"]
+        guard let name = raw.value as? String, Naming.isIdentifierLike(name), name.first?.isUppercase == true else {
+            fail(path, "x-client-name must be an UpperCamelCase identifier")
+            return
+        }
+        if spec.document.components.schemas.keys.contains(where: { $0.rawValue == name }) {
+            fail(path, "x-client-name '\(name)' clashes with schema '\(name)'")
+        }
+        if Checker.reservedNames.contains(name) || Checker.clientReservedNames.contains(name) {
+            fail(path, "x-client-name '\(name)' clashes with a name the generated code uses")
+        }
+    }
+
+    /// Another system's problem: RFC 9457's `type`, `title` and `status` must be there; its own
+    /// extension members are allowed (the client reads problems leniently and never renders them).
+    private mutating func checkClientProblemSchema() {
+        let path = ["components", "schemas", "Problem"]
+        guard let problem = access.schema(named: "Problem") else {
+            fail(["components", "schemas"], "schema 'Problem' (RFC 9457 problem details) is missing")
+            return
+        }
+        guard let ctx = problem.objectContext else { return }
+        let kinds: [(String, String)] = [("type", "string"), ("title", "string"), ("status", "integer")]
+        for (name, kind) in kinds {
+            guard let p = ctx.properties[name] else {
+                fail(path + ["properties"], "Problem must have property '\(name)' (RFC 9457)")
+                continue
+            }
+            if p.kindName != kind { fail(path + ["properties", name], "Problem property '\(name)' must be of type \(kind) (RFC 9457)") }
+        }
+    }
+
     // MARK: operations
 
     private mutating func checkOperations() {
@@ -222,6 +298,11 @@ public struct Checker {
             let op = e.operation
             let path = e.specPath
             let ext = op.vendorExtensions
+            if mode == .client {
+                for key in Checker.serverOnlyExtensions where ext[key] != nil {
+                    fail(path + [key], "\(key) is enforced by a server; a client contract cannot declare it")
+                }
+            }
             let planned = (ext["x-planned"]?.value as? Bool) ?? false
             if let v = ext["x-planned"], !(v.value is Bool) {
                 fail(path + ["x-planned"], "x-planned must be true or false")
@@ -257,7 +338,7 @@ public struct Checker {
                 fail(path + ["security"], "security scheme '\(s)' is not defined in components.securitySchemes")
             }
             var roles: [String] = []
-            if let raw = ext["x-roles"] {
+            if let raw = ext["x-roles"], mode == .server {
                 if let list = SpecAccess.stringList(raw.value), !list.isEmpty {
                     roles = list
                     for r in list where !knownRoles.contains(r) {
@@ -267,7 +348,7 @@ public struct Checker {
                     fail(path + ["x-roles"], "x-roles must be a non-empty list of role names")
                 }
                 if security.isEmpty { fail(path + ["x-roles"], "x-roles on an operation without security") }
-            } else if !security.isEmpty {
+            } else if !security.isEmpty && mode == .server {
                 fail(path, "secured operation has no x-roles")
             }
             let mfa = checkRequiredFlag(ext, "x-mfa", path: path)
@@ -302,6 +383,7 @@ public struct Checker {
                     // Cookies the API reads as input (the sign-in binding cookie); the session
                     // cookie itself is a security scheme, never a parameter.
                     hasQueryOrHeader = true
+                    if mode == .client { fail(pp, "cookie parameters are not supported in a client contract") }
                 case .querystring:
                     fail(pp, "querystring parameters are not supported")
                 case .path:
@@ -345,7 +427,18 @@ public struct Checker {
                 if let body = access.request(rb) {
                     hasBody = true
                     if body.content.isEmpty { fail(path + ["requestBody"], "request body has no content") }
-                    if let v = body.vendorExtensions["x-streaming"] {
+                    if mode == .client {
+                        let types = body.content.keys.map(SpecAccess.mediaType)
+                        if types != ["application/json"] {
+                            fail(
+                                path + ["requestBody", "content"],
+                                "a client sends JSON request bodies only (found \(types.sorted().joined(separator: ", ")))")
+                        }
+                        if body.vendorExtensions["x-streaming"] != nil {
+                            fail(path + ["requestBody", "x-streaming"], "x-streaming is enforced by a server; a client contract cannot declare it")
+                        }
+                    }
+                    if let v = body.vendorExtensions["x-streaming"], mode == .server {
                         let sp = path + ["requestBody", "x-streaming"]
                         if !(v.value is Bool) {
                             fail(sp, "x-streaming must be true or false")
@@ -382,6 +475,7 @@ public struct Checker {
             // responses
             var statuses = Set<Int>()
             var hasSuccess = false
+            var successStatuses: [Int] = []
             for (code, r) in op.responses {
                 let rp = path + ["responses", code.rawValue]
                 guard let status = Int(code.rawValue), (100...599).contains(status) else {
@@ -405,12 +499,17 @@ public struct Checker {
                     continue
                 }
                 if status < 400 { hasSuccess = true }
+                successStatuses.append(status)
                 if response.content.count > 1 {
                     fail(rp + ["content"], "a response with more than one media type is not supported")
                 }
                 for (ct, c) in response.content {
                     let mt = SpecAccess.mediaType(ct)
                     let cp = rp + ["content", ct.rawValue]
+                    if mode == .client && !(mt == "application/json" || mt.hasSuffix("+json")) {
+                        fail(cp, "a client reads JSON success responses only (found \(mt))")
+                        continue
+                    }
                     guard let content = access.content(c) else {
                         fail(cp, "content $ref does not resolve")
                         continue
@@ -425,6 +524,12 @@ public struct Checker {
                 }
             }
             if !hasSuccess { fail(path + ["responses"], "operation documents no success response") }
+            if mode == .client && successStatuses.count > 1 {
+                let list = successStatuses.sorted().map(String.init).joined(separator: ", ")
+                fail(
+                    path + ["responses"],
+                    "a client operation must document exactly one success response (has \(successStatuses.count): \(list))")
+            }
 
             // the statuses the router itself can answer must be documented
             func need(_ status: Int, _ why: String) {
@@ -433,6 +538,13 @@ public struct Checker {
                 }
             }
             need(500, "can fail unexpectedly")
+            if mode == .client {
+                // What the other system answers, as far as the client relies on it; the rest
+                // below is what Sitrep's own router answers.
+                if !security.isEmpty { need(401, "declares security") }
+                if hasQueryOrHeader || hasPath || hasBody { need(400, "takes parameters or a body") }
+                continue
+            }
             if !security.isEmpty { need(401, "declares security") }
             if !roles.isEmpty { need(403, "declares x-roles") }
             if hasBody {
