@@ -204,7 +204,7 @@ let package = Package(
         .target(
             name: "Handlers",
             dependencies: [
-                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio", "DeliveryWorker", "Treasury",
+                "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio", "DeliveryWorker", "Treasury", "ERPClient",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -215,7 +215,7 @@ let package = Package(
             name: "sitrep",
             dependencies: [
                 "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "Twilio", "DeliveryWorker",
-                "ProviderStandIn", "CMalloc",
+                "ProviderStandIn", "CMalloc", "ERPClient", "ERPStandIn",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,4 +1,5 @@
 import Foundation
+import ERPClient
 import Generated
 import Logging
 import PostgresNIO
@@ -26,14 +27,17 @@ public struct SitrepHandlers: SitrepAPI {
     let uploadSlots: UploadSlots
     /// How long one database operation may take before the request is answered 503.
     let databaseDeadline: Duration
+    /// The ERP's generated client; nil: `getBudgetSummary` answers 503.
+    let erp: ERPClient?
 
     /// `dashboardTTL`: how long one computed dashboard aggregate is served (and its ETag valid).
     public init(
         db: PostgresClient, redis: RedisClient, stepUpContext: String, dashboardTTL: Duration = .seconds(2),
         sessions: BrowserSessions? = nil, signalHub: SignalStreamHub? = nil, twilioWebhook: TwilioWebhookSettings? = nil,
         listCacheMaxAge: Duration = .zero, maxConcurrentUploads: Int = 2, databaseDeadline: Duration = DatabaseDeadline.standard,
-        pendingMigrations: @escaping @Sendable () async throws -> [String]
+        erp: ERPClient? = nil, pendingMigrations: @escaping @Sendable () async throws -> [String]
     ) {
+        self.erp = erp
         self.databaseDeadline = databaseDeadline
         self.uploadSlots = UploadSlots(capacity: maxConcurrentUploads)
         self.sessions = sessions

@@ -24,6 +24,10 @@ struct Configuration: Sendable {
     var maxUploadBytes: Int
     var idleTimeoutSeconds: Int
     var databaseTimeoutMilliseconds: Int
+    /// The ERP (api/erp.yaml): base URL, API key, per-attempt timeout; nil base URL: none.
+    var erpBaseURL: String? = nil
+    var erpAPIKey: String? = nil
+    var erpTimeoutSeconds = 10
     var concurrentUploads: Int
     var rateLimits: [String: RateLimitPolicy]
     var idempotencyRetentionHours: Int
@@ -122,6 +126,9 @@ struct Configuration: Sendable {
             "longest one database operation may take (waiting for a connection included) before the request answers 503"
         ),
         ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
+        ("SITREP_ERP_BASE_URL", "(none: no ERP figures)", "the ERP's API (contract api/erp.yaml), e.g. https://erp.example.gov/api"),
+        ("SITREP_ERP_API_KEY", "(none)", "bearer token the ERP issued to Sitrep"),
+        ("SITREP_ERP_TIMEOUT_SECONDS", "10", "longest one ERP call may take, per attempt (3 attempts with backoff, then a circuit breaker)"),
         ("SITREP_METRICS_TOKEN", "(none: /metrics is open)", "bearer token a Prometheus scrape of /metrics must send"),
         (
             "SITREP_LIST_CACHE_MS", "1000",
@@ -330,6 +337,19 @@ struct Configuration: Sendable {
             allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
             sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168), dispatch: dispatch)
         config.claims = claims
+        if let erp = value("SITREP_ERP_BASE_URL") {
+            if let url = URL(string: erp), let scheme = url.scheme, url.host != nil, scheme == "https" || scheme == "http" {
+                if environment == .production && (scheme != "https" || ["127.0.0.1", "localhost", "::1"].contains(url.host ?? "")) {
+                    errors.append("SITREP_ERP_BASE_URL=\(erp) is not valid in production: it must be https and not loopback")
+                }
+                config.erpBaseURL = erp
+            } else {
+                errors.append("SITREP_ERP_BASE_URL=\(erp) is not valid: expected an http(s) URL")
+            }
+            config.erpAPIKey = value("SITREP_ERP_API_KEY")
+            if config.erpAPIKey == nil { errors.append("SITREP_ERP_API_KEY is missing: the ERP needs its API key") }
+        }
+        config.erpTimeoutSeconds = int("SITREP_ERP_TIMEOUT_SECONDS", default: 10, range: 1...300)
         if !errors.isEmpty { throw Errors(lines: errors) }
         return config
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import DeliveryWorker
+import ERPStandIn
 import Foundation
 import Handlers
 import Logging
@@ -116,6 +117,30 @@ struct DevProviders: AsyncParsableCommand {
             ("SITREP_TWILIO_BASE_URL", standIn.baseURL), ("SITREP_TWILIO_ACCOUNT_SID", c.accountSid), ("SITREP_TWILIO_AUTH_TOKEN", c.authToken),
             ("SITREP_SENDGRID_BASE_URL", standIn.baseURL), ("SITREP_SENDGRID_API_KEY", c.sendGridAPIKey),
         ]
+        FileHandle.standardOutput.write(Data(settings.map { "\($0.0)=\($0.1)\n" }.joined().utf8))
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(3600))
+        }
+        await standIn.shutdown()
+    }
+}
+
+struct DevERP: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev-erp",
+        abstract: "Run the local ERP stand-in (api/erp.yaml, seeded cost centres CC-1001, CC-2040, CC-3300) for development (refused in production).",
+        discussion: "Prints the settings that point Sitrep at it, one SITREP_…=value line each (ready for `export`).")
+
+    @Option(help: "Port on 127.0.0.1 to listen on.")
+    var port = 8083
+
+    func run() async throws {
+        let config = loadConfiguration(needs: [])
+        bootstrapLogging(config)
+        guard config.environment != .production else { die("dev-erp is refused in production") }
+        let standIn = try await ERPStandIn.start(port: port, logger: Logger(label: "dev-erp"))
+        // Unbuffered: Tools/run waits for these lines.
+        let settings = [("SITREP_ERP_BASE_URL", standIn.baseURL), ("SITREP_ERP_API_KEY", standIn.configuration.apiKey)]
         FileHandle.standardOutput.write(Data(settings.map { "\($0.0)=\($0.1)\n" }.joined().utf8))
         while !Task.isCancelled {
             try await Task.sleep(for: .seconds(3600))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import Auth
+import ERPClient
 import Foundation
 import Generated
 import Handlers
@@ -116,11 +117,19 @@ struct Serve: AsyncParsableCommand {
         let signalHub = SignalStreamHub(
             db: postgres, redis: redis, subscriber: RedisSubscriber(configuration: redisConfig, channels: [SignalStreamHub.channel], logger: logger),
             logger: logger)
+        // The ERP's generated client: retries, timeouts and a circuit breaker in its transport.
+        let erp = config.erpBaseURL.map { url in
+            ERPClient(
+                transport: HTTPTransport(
+                    configuration: .init(
+                        service: "ERP", baseURL: url, bearerToken: config.erpAPIKey, requestTimeout: .seconds(config.erpTimeoutSeconds)),
+                    httpClient: httpClient, logger: logger))
+        }
         let handlers = SitrepHandlers(
             db: postgres, redis: redis, stepUpContext: config.stepUpContext,
             dashboardTTL: .milliseconds(config.dashboardTTLMilliseconds), sessions: sessions, signalHub: signalHub,
             twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds),
-            maxConcurrentUploads: config.concurrentUploads, databaseDeadline: .milliseconds(config.databaseTimeoutMilliseconds),
+            maxConcurrentUploads: config.concurrentUploads, databaseDeadline: .milliseconds(config.databaseTimeoutMilliseconds), erp: erp,
             pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
         router.add(middleware: SitrepMiddleware(runtime: runtime))

@@ -8,7 +8,9 @@ struct Sitrep: AsyncParsableCommand {
         commandName: "sitrep",
         abstract: "Sitrep: the API behind the Data & AI Office's leadership platform.",
         discussion: "Configuration comes from SITREP_* environment variables; see the README's table.",
-        subcommands: [Serve.self, Worker.self, Migrate.self, SeedDemo.self, DevToken.self, DevIssuerCommand.self, DevProviders.self, Audit.self]
+        subcommands: [
+            Serve.self, Worker.self, Migrate.self, SeedDemo.self, DevToken.self, DevIssuerCommand.self, DevProviders.self, DevERP.self, Audit.self,
+        ]
     )
 }
 

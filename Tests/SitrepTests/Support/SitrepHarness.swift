@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Auth
+import ERPClient
 import Foundation
 import Generated
 import HTTPTypes
@@ -69,11 +70,11 @@ struct SitrepHarness: Sendable {
     static func with(
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
-        claims: ClaimMapping = .entra, _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
+        claims: ClaimMapping = .entra, erp: ERPClient? = nil, _ body: @Sendable (any TestClientProtocol, SitrepHarness) async throws -> Void
     ) async throws {
         try await instances(
             1, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer, sessionIdle: sessionIdle,
-            claims: claims
+            claims: claims, erp: erp
         ) { clients, h in try await body(clients[0], h) }
     }
 
@@ -86,7 +87,8 @@ struct SitrepHarness: Sendable {
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         stream: SignalStreamHub.Settings = SignalStreamHub.Settings(), twilioWebhook: TwilioWebhookSettings? = nil, port: Int = 0,
         listCache: Duration = .zero, claims: ClaimMapping = .entra, idleTimeout: Duration = .seconds(30),
-        databaseDeadline: Duration = DatabaseDeadline.standard, _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
+        databaseDeadline: Duration = DatabaseDeadline.standard, erp: ERPClient? = nil,
+        _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
             var apps: [any ApplicationProtocol] = []
@@ -96,7 +98,7 @@ struct SitrepHarness: Sendable {
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
                 sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims,
-                idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, into: &apps, hubs: &hubs
+                idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, erp: erp, into: &apps, hubs: &hubs
             )
             // The test frameworks pick their own port; a server that must be reachable at a known
             // address (a provider calling back) is the same first instance served again on `port`.
@@ -108,7 +110,7 @@ struct SitrepHarness: Sendable {
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
                         sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims,
-                        idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, into: &apps,
+                        idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, erp: erp, into: &apps,
                         hubs: &hubs))
             }
             let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
@@ -167,7 +169,8 @@ struct SitrepHarness: Sendable {
         db: TestDatabase, client dbClient: PostgresClient, rateLimits: [String: RedisRateLimiter.Policy]?, redisURL overrideRedis: String?,
         dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
         twilioWebhook: TwilioWebhookSettings?, listCache: Duration = .zero, claims: ClaimMapping = .entra,
-        idleTimeout: Duration = .seconds(30), databaseDeadline: Duration = DatabaseDeadline.standard, into apps: inout [any ApplicationProtocol],
+        idleTimeout: Duration = .seconds(30), databaseDeadline: Duration = DatabaseDeadline.standard, erp: ERPClient? = nil,
+        into apps: inout [any ApplicationProtocol],
         hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
@@ -223,7 +226,7 @@ struct SitrepHarness: Sendable {
             hubs.append(hub)
             let handlers = SitrepHandlers(
                 db: dbClient, redis: redis, stepUpContext: "c1", dashboardTTL: dashboardTTL, sessions: sessions, signalHub: hub,
-                twilioWebhook: twilioWebhook, listCacheMaxAge: listCache, databaseDeadline: databaseDeadline,
+                twilioWebhook: twilioWebhook, listCacheMaxAge: listCache, databaseDeadline: databaseDeadline, erp: erp,
                 pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
