@@ -1,5 +1,5 @@
-import Foundation
 import ERPClient
+import Foundation
 import Generated
 import Logging
 import PostgresNIO

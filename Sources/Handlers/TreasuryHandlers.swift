@@ -34,7 +34,7 @@ public final class UploadSlots: Sendable {
 /// duplicates refused by checksum; progress kept in Redis for `getTreasuryUploadProgress`.
 extension SitrepHandlers {
     static let treasuryUploadColumns =
-        "id, file_name, sha256, size_bytes, row_count, as_of_date::text, currencies, uploaded_by, uploaded_at"
+        "id, file_name, sha256, size_bytes, row_count, as_of_date::text, currencies, currency_totals, currency_accounts, uploaded_by, uploaded_at"
 
     static func treasuryUpload(from row: PostgresRow) throws -> TreasuryUpload {
         var r = CellReader(row)
@@ -44,9 +44,15 @@ extension SitrepHandlers {
         let size = try r.int()
         let rows = try r.int()
         guard let asOf = CalendarDate(try r.string()) else { throw RowShapeError() }
+        let currencies = try r.stringArray()
+        let totals = try r.stringArray()
+        let accounts = try r.decode([Int32].self)
+        guard totals.count == currencies.count, accounts.count == currencies.count else { throw RowShapeError() }
         return TreasuryUpload(
             id: id, fileName: fileName, sha256: sha.readableBytesView.hexString, sizeBytes: size, rowCount: rows, asOfDate: asOf,
-            currencies: try r.stringArray(), uploadedBy: try r.string(), uploadedAt: try r.date())
+            currencies: currencies,
+            totals: currencies.indices.map { CurrencyTotal(currency: currencies[$0], total: totals[$0], accountCount: Int(accounts[$0])) },
+            uploadedBy: try r.string(), uploadedAt: try r.date())
     }
 
     static func noUpload(_ id: UUID) -> Problem { .notFound("No treasury upload has id \(id.lowercasedString).") }
@@ -245,11 +251,14 @@ extension SitrepHandlers {
             logger: context.logger)
         for try await row in earlier { throw UploadRefusal.duplicate(of: try Self.treasuryUpload(from: row)) }
         let currencies = file.summary.currencies
+        let totals = file.summary.totals.map(\.total.description)
+        let accounts = file.summary.totals.map { Int32($0.count) }
         let rows = try await conn.query(
             """
-            INSERT INTO treasury_uploads (id, file_name, sha256, size_bytes, row_count, as_of_date, currencies, uploaded_by, uploaded_by_id)
+            INSERT INTO treasury_uploads (id, file_name, sha256, size_bytes, row_count, as_of_date, currencies, currency_totals,
+                                          currency_accounts, uploaded_by, uploaded_by_id)
             VALUES (\(id), \(fileName), \(ByteBuffer(bytes: file.sha256)), \(file.size), \(file.summary.rowCount),
-                    \(file.summary.valueDate)::date, \(currencies), \(context.actorLabel), \(context.caller.id))
+                    \(file.summary.valueDate)::date, \(currencies), \(totals), \(accounts), \(context.actorLabel), \(context.caller.id))
             RETURNING \(unescaped: Self.treasuryUploadColumns)
             """, logger: context.logger)
         var stored: TreasuryUpload?

@@ -67,6 +67,12 @@ struct TreasuryUploadTests {
             #expect(upload.sizeBytes == Self.goodFile.utf8.count)
             #expect(upload.sha256 == Self.sha256(Self.goodFile))
             #expect(upload.currencies == ["AED", "EUR", "USD"])
+            #expect(
+                upload.totals == [
+                    CurrencyTotal(currency: "AED", total: "12499999.9999", accountCount: 2),
+                    CurrencyTotal(currency: "EUR", total: "615250.50", accountCount: 1),
+                    CurrencyTotal(currency: "USD", total: "1840000.10", accountCount: 1),
+                ])
             #expect(upload.asOfDate.description == "2025-03-06")
             #expect(upload.fileName == "positions-2025-03-06.csv")
 
