@@ -192,6 +192,10 @@ func databaseUnbounded<T>(_ body: () async throws -> T) async throws -> T {
             throw DatabaseUnavailable(underlying: "\(inner.code)")
         }
         if let p = e.closureError as? ProblemError { throw p }
+        // A nested operation already found the database unavailable (or too slow): that is the
+        // answer, not the transaction that wrapped it.
+        if let unavailable = e.closureError as? any DependencyUnavailableError { throw unavailable }
+        if e.closureError is DatabaseTimedOut { throw DatabaseUnavailable(underlying: "no answer within the deadline") }
         throw e
     }
 }
