@@ -215,7 +215,7 @@ let package = Package(
             name: "sitrep",
             dependencies: [
                 "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "Twilio", "DeliveryWorker",
-                "ProviderStandIn", "CMalloc", "ERPClient", "ERPStandIn",
+                "ProviderStandIn", "CMalloc", "ERPClient", "ERPStandIn", "GeneratorCore",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -10,6 +10,7 @@ struct Sitrep: AsyncParsableCommand {
         discussion: "Configuration comes from SITREP_* environment variables; see the README's table.",
         subcommands: [
             Serve.self, Worker.self, Migrate.self, SeedDemo.self, DevToken.self, DevIssuerCommand.self, DevProviders.self, DevERP.self, Audit.self,
+            Contract.self,
         ]
     )
 }

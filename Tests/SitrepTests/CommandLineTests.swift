@@ -31,12 +31,32 @@ struct CommandLineTests {
     }
 
     @Test(arguments: [
-        [], ["serve"], ["worker"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"], ["dev-providers"], ["audit", "verify"],
+        [], ["serve"], ["worker"], ["migrate"], ["seed-demo"], ["dev-token"], ["dev-issuer"], ["dev-providers"], ["dev-erp"],
+        ["audit", "verify"], ["contract", "diff"],
     ])
     func everyCommandHasHelp(command: [String]) async throws {
         let (status, out, _) = try await run(command + ["--help"], env: [:])
         #expect(status == 0)
         #expect(out.contains("USAGE:"))
+    }
+
+    @Test func contractDiffPassesTheReleasedContractAndCatchesABreak() async throws {
+        let root = URL(fileURLWithPath: Self.binary).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let released = root.appendingPathComponent("api/released/openapi-1.0.0.yaml").path
+        let current = root.appendingPathComponent("api/openapi.yaml").path
+        let (ok, findings, verdict) = try await run(["contract", "diff", released, current], env: [:])
+        #expect(ok == 0, "\(verdict)")
+        #expect(verdict.contains("no breaking changes"))
+        #expect(!findings.contains("BREAKING"))
+        // The recipients list taken away without a new major version: refused, and named.
+        let broken = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-broken-\(UUID().uuidString).yaml")
+        let text = try String(contentsOfFile: current, encoding: .utf8).replacingOccurrences(of: "  /v1/recipients:\n", with: "  /v1/recipientz:\n")
+        try text.write(to: broken, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: broken) }
+        let (status, out, err) = try await run(["contract", "diff", current, broken.path], env: [:])
+        #expect(status == 1)
+        #expect(out.contains("BREAKING operation-removed paths./v1/recipients.get"))
+        #expect(err.contains("need a major version bump"))
     }
 
     @Test func badConfigurationIsOneLinePerProblemAndExitCode2() async throws {

@@ -17,33 +17,6 @@ func fail(_ message: String, code: Int32 = 1) -> Never {
     exit(code)
 }
 
-/// One line per finding (`BREAKING rule location: message` / `ok rule location: message`), then
-/// the verdict on stderr; exits 1 when the verdict fails.
-func diff(oldPath: String, newPath: String) -> Never {
-    let old: LoadedSpec
-    let new: LoadedSpec
-    do {
-        old = try Loader.load(file: oldPath)
-    } catch let e as DiagnosticError {
-        fail(e.diagnostics.map { $0.rendered(file: oldPath) }.joined(separator: "\n"))
-    } catch {
-        fail("\(oldPath):1: error: \(error)")
-    }
-    do {
-        new = try Loader.load(file: newPath)
-    } catch let e as DiagnosticError {
-        fail(e.diagnostics.map { $0.rendered(file: newPath) }.joined(separator: "\n"))
-    } catch {
-        fail("\(newPath):1: error: \(error)")
-    }
-    let findings = ContractDiff.compare(old: old, new: new)
-    for f in findings { print(f.description) }
-    let verdict = ContractDiff.verdict(old: old, new: new, findings: findings)
-    if !verdict.passes { fail("diff \(oldPath) → \(newPath): \(verdict.reason)") }
-    FileHandle.standardError.write(Data("diff \(oldPath) → \(newPath): ok, \(verdict.reason)\n".utf8))
-    exit(0)
-}
-
 let usage = """
     usage: sitrep-gen generate <spec.yaml> --output <dir> | sitrep-gen check [--client] <spec.yaml> | \
     sitrep-gen client <spec.yaml> --output <dir> [--name <Client>] | sitrep-gen diff <old.yaml> <new.yaml>
@@ -52,7 +25,7 @@ let args = Array(CommandLine.arguments.dropFirst())
 guard let command = args.first, args.count >= 2 else { fail(usage, code: 2) }
 if command == "diff" {
     guard args.count == 3 else { fail(usage, code: 2) }
-    diff(oldPath: args[1], newPath: args[2])
+    exit(ContractDiff.runCommand(oldPath: args[1], newPath: args[2]))
 }
 
 /// The value after `flag`, if given.

@@ -55,6 +55,30 @@ public struct ContractDiff: Sendable {
         return Verdict(passes: false, reason: "\(breaking) breaking change(s) need a major version bump (info.version is \(from) → \(to))")
     }
 
+    /// The command line's diff (`sitrep-gen diff`, `sitrep contract diff`): loads both files,
+    /// prints one line per finding (`BREAKING rule location: message` / `ok rule location:
+    /// message`) on stdout and the verdict or the load errors on stderr, and returns the exit code
+    /// (0 passes, 1 breaking changes without a major version bump or a file that does not load).
+    public static func runCommand(oldPath: String, newPath: String) -> Int32 {
+        func load(_ path: String) -> LoadedSpec? {
+            do {
+                return try Loader.load(file: path)
+            } catch let e as DiagnosticError {
+                FileHandle.standardError.write(Data((e.diagnostics.map { $0.rendered(file: path) }.joined(separator: "\n") + "\n").utf8))
+            } catch {
+                FileHandle.standardError.write(Data("\(path):1: error: \(error)\n".utf8))
+            }
+            return nil
+        }
+        guard let old = load(oldPath), let new = load(newPath) else { return 1 }
+        let findings = compare(old: old, new: new)
+        for f in findings { print(f.description) }
+        let verdict = verdict(old: old, new: new, findings: findings)
+        let line = "diff \(oldPath) → \(newPath): \(verdict.passes ? "ok, " : "")\(verdict.reason)\n"
+        FileHandle.standardError.write(Data(line.utf8))
+        return verdict.passes ? 0 : 1
+    }
+
     /// The major of a semver `X.Y.Z` (a `-pre`/`+build` suffix is allowed); nil when not semver.
     static func major(_ version: String) -> Int? {
         let core = version.split(whereSeparator: { $0 == "-" || $0 == "+" }).first.map(String.init) ?? ""
