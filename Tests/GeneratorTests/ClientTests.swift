@@ -206,37 +206,6 @@ enum ClientTypecheck {
             try Data(text.utf8).write(to: url)
             paths.append(url.path)
         }
-        let build = DriftTests.buildDirectory
-        let modules = build.appendingPathComponent("Modules")
-        guard fm.fileExists(atPath: modules.appendingPathComponent("SitrepClientRuntime.swiftmodule").path) else {
-            throw DriftTests.DriftSetupError(
-                message: "no SitrepClientRuntime module under \(modules.path); build with `swift build --build-tests` first")
-        }
-        var args = ["swiftc", "-typecheck", "-module-name", "ClientCheck", "-I", modules.path]
-        for entry in (try? fm.contentsOfDirectory(atPath: build.path)) ?? [] where entry.hasSuffix(".build") && !entry.contains("-tool") {
-            let map = build.appendingPathComponent(entry).appendingPathComponent("module.modulemap").path
-            if fm.fileExists(atPath: map) { args += ["-Xcc", "-fmodule-map-file=\(map)"] }
-        }
-        let checkouts = build.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("checkouts")
-        if let e = fm.enumerator(atPath: checkouts.path) {
-            while let rel = e.nextObject() as? String {
-                if rel.hasSuffix("include/module.modulemap") && rel.contains("/Sources/") && !rel.contains("Benchmarks") {
-                    args += ["-Xcc", "-fmodule-map-file=\(checkouts.appendingPathComponent(rel).path)"]
-                }
-            }
-        }
-        let arguments = args + paths
-        return try await offCooperativePool {  // swiftc takes seconds
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = arguments
-            let pipe = Pipe()
-            p.standardOutput = pipe
-            p.standardError = pipe
-            try p.run()
-            let out = pipe.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: out, as: UTF8.self))
-        }
+        return try await DriftTests.swiftcTypecheck(moduleName: "ClientCheck", requiring: "SitrepClientRuntime", files: paths)
     }
 }

@@ -34,14 +34,21 @@ struct DriftTests {
         try FileManager.default.copyItem(at: Fixtures.directory.appendingPathComponent("drift/NotesHandler.txt"), to: handler)
         paths.append(handler.path)
 
+        return try await Self.swiftcTypecheck(moduleName: "Drift", requiring: "SitrepRuntime", files: paths)
+    }
+
+    /// `swiftc -typecheck` of `files` as module `moduleName` against this package's build (its
+    /// modules and the C module maps SwiftPM passes too); `requiring` names a module that must
+    /// have been built. Returns swiftc's exit status and output.
+    static func swiftcTypecheck(moduleName: String, requiring: String, files: [String]) async throws -> (Int32, String) {
         let build = Self.buildDirectory
         let modules = build.appendingPathComponent("Modules")
-        guard FileManager.default.fileExists(atPath: modules.appendingPathComponent("SitrepRuntime.swiftmodule").path) else {
-            throw DriftSetupError(message: "no SitrepRuntime module under \(modules.path); build with `swift build --build-tests` first")
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: modules.appendingPathComponent("\(requiring).swiftmodule").path) else {
+            throw DriftSetupError(message: "no \(requiring) module under \(modules.path); build with `swift build --build-tests` first")
         }
         // C modules the runtime's dependencies import (SwiftPM passes the same module maps).
-        var args = ["swiftc", "-typecheck", "-module-name", "Drift", "-I", modules.path]
-        let fm = FileManager.default
+        var args = ["swiftc", "-typecheck", "-module-name", moduleName, "-I", modules.path]
         for entry in (try? fm.contentsOfDirectory(atPath: build.path)) ?? [] where entry.hasSuffix(".build") && !entry.contains("-tool") {
             let map = build.appendingPathComponent(entry).appendingPathComponent("module.modulemap").path
             if fm.fileExists(atPath: map) { args += ["-Xcc", "-fmodule-map-file=\(map)"] }
@@ -54,8 +61,7 @@ struct DriftTests {
                 }
             }
         }
-        args += paths
-        let arguments = args
+        let arguments = args + files
         return try await offCooperativePool {  // swiftc takes seconds
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
