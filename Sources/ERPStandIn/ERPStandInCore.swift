@@ -78,7 +78,8 @@ final class ERPStandInCore: Sendable {
             response = authenticated(request) ?? answer(fault)
         }
         let received = ERPStandIn.Received(
-            method: request.method.rawValue, target: request.uri.description, status: Int(response.status.code), fault: fault)
+            method: request.method.rawValue, target: request.uri.description, status: Int(response.status.code), fault: fault,
+            traceparent: request.headers[HTTPField.Name("traceparent")!])
         state.withLock { $0.requests.append(received) }
         return response
     }
