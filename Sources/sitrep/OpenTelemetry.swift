@@ -36,6 +36,16 @@ enum OpenTelemetry {
         serviceName: String, environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger
     ) throws -> (tracer: any Tracer, service: any Service)? {
         guard tracingRequested(environment) else { return nil }
+        // swift-otel stops the process on gRPC without its trait, and has no console, Jaeger or
+        // Zipkin span exporter: refuse those here, with the variable's name.
+        if let exporter = environment["OTEL_TRACES_EXPORTER"], !["otlp", ""].contains(exporter.lowercased()) {
+            throw Unsupported("OTEL_TRACES_EXPORTER=\(exporter) is not supported: use otlp (or none to turn tracing off)")
+        }
+        for key in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            if let value = environment[key], !["http/protobuf", "http/json", ""].contains(value.lowercased()) {
+                throw Unsupported("\(key)=\(value) is not supported: use http/protobuf or http/json (OTLP/gRPC is not built in)")
+            }
+        }
         var configuration = OTel.Configuration.default
         configuration.serviceName = serviceName  // OTEL_SERVICE_NAME overrides it
         configuration.logs.enabled = false
@@ -45,5 +55,10 @@ enum OpenTelemetry {
         InstrumentationSystem.bootstrap(backend.factory)
         logger.info("OpenTelemetry tracing on", metadata: ["service": .string(environment["OTEL_SERVICE_NAME"] ?? serviceName)])
         return (backend.factory, backend.service)
+    }
+
+    struct Unsupported: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
     }
 }

@@ -180,12 +180,14 @@ struct Serve: AsyncParsableCommand {
 }
 
 /// Bootstraps OpenTelemetry tracing when the `OTEL_*` variables ask for it (see
-/// ``OpenTelemetry``); a configuration swift-otel cannot use stops the process.
+/// ``OpenTelemetry``); one they set to something this build cannot do is a configuration error
+/// (one line, exit code 2).
 func bootstrapTracing(logger: Logger) -> (tracer: any Tracer, service: any Service)? {
     do {
         return try OpenTelemetry.bootstrapTracing(serviceName: "sitrep", logger: logger)
     } catch {
-        die("cannot set up OpenTelemetry tracing: \(error)")
+        FileHandle.standardError.write(Data("sitrep: \(error)\n".utf8))
+        exit(2)
     }
 }
 

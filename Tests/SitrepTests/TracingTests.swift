@@ -22,7 +22,8 @@ struct TracingTests {
     /// was exported after shutdown.
     func withServe(
         otel: (CollectorStandIn) -> [String: String],
-        _ body: @Sendable (_ base: String, _ h: SitrepHarness, _ erp: ERPStandIn, _ collector: CollectorStandIn, _ stop: @Sendable () -> Void)
+        _ body:
+            @Sendable (_ base: String, _ h: SitrepHarness, _ erp: ERPStandIn, _ collector: CollectorStandIn, _ stop: @Sendable () -> Void)
             async throws -> Void
     ) async throws {
         let logger = Logger(label: "test.tracing")
@@ -41,7 +42,8 @@ struct TracingTests {
 
     private func serve(
         _ collector: CollectorStandIn, _ erp: ERPStandIn, otel: [String: String],
-        _ body: @Sendable (_ base: String, _ h: SitrepHarness, _ erp: ERPStandIn, _ collector: CollectorStandIn, _ stop: @Sendable () -> Void)
+        _ body:
+            @Sendable (_ base: String, _ h: SitrepHarness, _ erp: ERPStandIn, _ collector: CollectorStandIn, _ stop: @Sendable () -> Void)
             async throws -> Void
     ) async throws {
         try await SitrepHarness.with { _, h in
@@ -291,5 +293,33 @@ final class CollectorStandIn: Sendable {
         guard let bytes = Data(base64Encoded: text) else { return text }
         if bytes.allSatisfy({ $0 == 0 }) { return nil }
         return bytes.map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// What this build cannot export to is refused at start, naming the variable.
+@Suite("OpenTelemetry configuration")
+struct TracingConfigurationTests {
+    @Test(arguments: [
+        (
+            ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"],
+            "sitrep: OTEL_EXPORTER_OTLP_PROTOCOL=grpc is not supported: use http/protobuf or http/json (OTLP/gRPC is not built in)"
+        ),
+        (
+            ["OTEL_TRACES_EXPORTER": "zipkin"],
+            "sitrep: OTEL_TRACES_EXPORTER=zipkin is not supported: use otlp (or none to turn tracing off)"
+        ),
+    ])
+    func unsupportedExportersAreAConfigurationError(_ otel: [String: String], _ message: String) async throws {
+        for command in ["serve", "worker"] {
+            let (status, out, err) = try await CommandLineTests().run(
+                [command],
+                env: [
+                    "SITREP_DATABASE_URL": "postgres://u@db/sitrep", "SITREP_REDIS_URL": "redis://cache:6379",
+                    "SITREP_SENDGRID_API_KEY": "SG.key", "SITREP_SENDGRID_FROM": "briefings@sitrep.example",
+                ].merging(otel) { _, b in b })
+            #expect(status == 2, "\(command): \(err)")
+            #expect(out.isEmpty)
+            #expect(err.split(separator: "\n").map(String.init) == [message], "\(command)")
+        }
     }
 }
