@@ -200,10 +200,10 @@ final class CollectorStandIn: Sendable {
     private let server: Task<Void, any Error>
     private let state: Mutex<(exports: Int, spans: [ExportedSpan])>
 
-    private init(baseURL: String, server: Task<Void, any Error>, state: Mutex<(exports: Int, spans: [ExportedSpan])>) {
+    private init(baseURL: String, server: Task<Void, any Error>) {
         self.baseURL = baseURL
         self.server = server
-        self.state = state
+        self.state = Mutex((0, []))
     }
 
     var exports: Int { state.withLock { $0.exports } }
@@ -223,7 +223,7 @@ final class CollectorStandIn: Sendable {
                 status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: "{}")))
         }
         let started = try await LocalServer.start(router: router, host: "127.0.0.1", port: 0, logger: logger)
-        let collector = CollectorStandIn(baseURL: started.baseURL, server: started.server, state: Mutex((0, [])))
+        let collector = CollectorStandIn(baseURL: started.baseURL, server: started.server)
         box.collector = collector
         return collector
     }
