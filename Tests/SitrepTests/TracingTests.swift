@@ -155,6 +155,41 @@ struct TracingTests {
         }
     }
 
+    @Test func theWorkersProviderCallsAreClientSpansUnderTheirDelivery() async throws {
+        let collector = try await CollectorStandIn.start(logger: Logger(label: "test.tracing"))
+        do {
+            try await DispatchTests().withDispatch { f in
+                let briefing = try await DispatchTests().distribute(f, [DistributionTests.recipientJSON("Ahmed", phone: "+971500000001")])
+                let log = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-tracing-worker-\(UUID()).log")
+                let worker = try DispatchCrashTests.startWorker(
+                    f, log: log,
+                    extra: [
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.baseURL, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                        "OTEL_BSP_SCHEDULE_DELAY": "100",
+                    ])
+                defer {
+                    worker.terminate()
+                    worker.waitUntilExit()
+                    try? FileManager.default.removeItem(at: log)
+                }
+                let send = try await collector.waitForSpan { $0.name == "Twilio POST" }
+                #expect(send.kind == 3)  // SPAN_KIND_CLIENT
+                #expect(send.attributes["peer.service"] == "Twilio")
+                #expect(send.attributes["http.response.status_code"]?.hasPrefix("2") == true)
+                #expect(send.attributes["url.path"]?.hasSuffix("/Messages.json") == true)
+                let step = try await collector.waitForSpan { $0.spanId == send.parentSpanId }
+                #expect(step.name == "dispatch delivery" && step.traceId == send.traceId && step.parentSpanId == nil)
+                #expect(step.attributes["sitrep.delivery_id"]?.isEmpty == false)
+                #expect(step.serviceName == "sitrep")
+                _ = briefing
+            }
+        } catch {
+            await collector.shutdown()
+            throw error
+        }
+        await collector.shutdown()
+    }
+
     @Test(arguments: [
         ["OTEL_SDK_DISABLED": "true"], ["OTEL_TRACES_EXPORTER": "none"], [:],
     ])
