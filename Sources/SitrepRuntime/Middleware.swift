@@ -76,8 +76,8 @@ public struct SitrepMiddleware: RouterMiddleware {
     }
 
     /// Runs `body` in a server span (OpenTelemetry's HTTP server conventions): the caller's trace
-    /// context continued, the operation's id as its name (`METHOD` alone when no operation
-    /// matched), the route template, the status, the request id and the principal's id (never a
+    /// context continued, the operation's id as its name (`METHOD /route` for a route outside the
+    /// contract, `METHOD` alone when nothing matched), the route template, the status, the request id and the principal's id (never a
     /// credential). The span ends when the handler has answered (a stream's body may go on).
     static func traced(
         _ tracer: any Tracer, _ request: Request, context: Context, requestId: String, facts: RequestFacts,
@@ -89,12 +89,15 @@ public struct SitrepMiddleware: RouterMiddleware {
         defer { span.end() }
         func finish(status: Int) {
             guard span.isRecording else { return }
-            let (operation, route, principal) = facts.values
-            if let operation { span.operationName = operation }
+            let (operation, operationRoute, principal) = facts.values
+            // Routes outside the contract (`/metrics`, `/docs`) are named `METHOD /route`; Hummingbird
+            // calls no route at all "NotFound".
+            let route = operationRoute ?? context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil }
+            if let name = operation ?? route.map({ request.method.rawValue + " " + $0 }) { span.operationName = name }
             span.updateAttributes { a in
                 a["http.request.method"] = request.method.rawValue
                 a["url.path"] = request.uri.path
-                if let route = route ?? context.endpointPath { a["http.route"] = route }
+                if let route { a["http.route"] = route }
                 a["http.response.status_code"] = status
                 a["sitrep.request_id"] = requestId
                 if let principal { a["enduser.id"] = principal }

@@ -134,6 +134,13 @@ struct TracingTests {
             let root = try await collector.waitForSpan { $0.attributes["http.route"] == "/healthz" }
             #expect(root.parentSpanId == nil && root.traceId != Self.traceId && root.traceId.count == 32)
             #expect(root.attributes["http.response.status_code"] == "200")
+
+            // A route outside the contract is named after its method and route.
+            var metrics = HTTPClientRequest(url: base + "/metrics")
+            metrics.headers.add(name: "Authorization", value: "Bearer " + SitrepHarness.metricsToken)
+            _ = try await HTTPClient.shared.execute(metrics, timeout: .seconds(5))
+            let scrape = try await collector.waitForSpan { $0.attributes["http.route"] == "/metrics" }
+            #expect(scrape.name == "GET /metrics")
         }
     }
 
@@ -148,7 +155,7 @@ struct TracingTests {
             // The default batch delay is 5 s: the span leaves when the server stops (flushed).
             stop()
             let span = try await collector.waitForSpan { $0.traceId == Self.traceId }
-            #expect(span.name == "GET")
+            #expect(span.name == "GET" && span.attributes["http.route"] == nil)
             #expect(span.serviceName == "sitrep")
             #expect(span.parentSpanId == Self.callerSpanId)
             #expect(span.attributes["http.response.status_code"] == "404")
