@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTracing
 import JWTKit
 import Logging
 import NIOCore
@@ -153,7 +154,7 @@ struct JWKSFetcher: Sendable {
             throw AuthSetupError("issuer \(configuration.issuer) does not make a valid discovery URL")
         }
         try Self.requireSecure(discoveryURL, what: "issuer")
-        let data = try await get(discoveryURL)
+        let data = try await get(discoveryURL, "OIDC discovery")
         struct Discovery: Decodable {
             var issuer: String?
             var jwks_uri: String?
@@ -174,25 +175,28 @@ struct JWKSFetcher: Sendable {
     }
 
     func fetchKeys(from url: URL) async throws -> TrustedKeySet {
-        let data = try await get(url)
+        let data = try await get(url, "OIDC JWKS")
         return try await TrustedKeySet.fromJWKS(data, logger: logger)
     }
 
-    private func get(_ url: URL) async throws -> Data {
+    private func get(_ url: URL, _ spanName: String) async throws -> Data {
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .GET
         request.headers.add(name: "Accept", value: "application/json")
-        let response: HTTPClientResponse
-        do {
-            response = try await httpClient.execute(request, timeout: timeout, logger: logger)
-        } catch {
-            throw AuthSetupError("GET \(url) failed: \(error)")
+        return try await ClientSpans.withClientSpan(spanName, service: "OIDC", request: request) { request, span in
+            let response: HTTPClientResponse
+            do {
+                response = try await httpClient.execute(request, timeout: timeout, logger: logger)
+            } catch {
+                throw AuthSetupError("GET \(url) failed: \(error)")
+            }
+            span.status(Int(response.status.code))
+            guard response.status == .ok else {
+                throw AuthSetupError("GET \(url) answered \(response.status.code)")
+            }
+            let body = try await response.body.collect(upTo: maxBodyBytes)
+            return Data(body.readableBytesView)
         }
-        guard response.status == .ok else {
-            throw AuthSetupError("GET \(url) answered \(response.status.code)")
-        }
-        let body = try await response.body.collect(upTo: maxBodyBytes)
-        return Data(body.readableBytesView)
     }
 
     /// Keys and metadata must come over HTTPS; plain HTTP only to this machine (dev, tests).

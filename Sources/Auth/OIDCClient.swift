@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTracing
 import Logging
 import NIOCore
 
@@ -57,9 +58,12 @@ public struct OIDCClient: Sendable {
         request.headers.add(name: "Accept", value: "application/json")
         let data: Data
         do {
-            let response = try await httpClient.execute(request, timeout: .seconds(10), logger: logger)
-            guard response.status == .ok else { throw AuthSetupError("GET \(discovery) answered \(response.status.code)") }
-            data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+            data = try await ClientSpans.withClientSpan("OIDC discovery", service: "OIDC", request: request) { request, span in
+                let response = try await httpClient.execute(request, timeout: .seconds(10), logger: logger)
+                span.status(Int(response.status.code))
+                guard response.status == .ok else { throw AuthSetupError("GET \(discovery) answered \(response.status.code)") }
+                return Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+            }
         } catch let e as AuthSetupError {
             throw e
         } catch {
@@ -135,9 +139,11 @@ public struct OIDCClient: Sendable {
         let status: UInt
         let data: Data
         do {
-            let response = try await httpClient.execute(request, timeout: timeout, logger: logger)
-            status = response.status.code
-            data = Data(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+            (status, data) = try await ClientSpans.withClientSpan("OIDC token", service: "OIDC", request: request) { request, span in
+                let response = try await httpClient.execute(request, timeout: timeout, logger: logger)
+                span.status(Int(response.status.code))
+                return (response.status.code, Data(try await response.body.collect(upTo: 1 << 20).readableBytesView))
+            }
         } catch {
             throw Unavailable(reason: "token endpoint: \(error)")
         }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SitrepRuntime
+import Tracing
 import Twilio
 
 /// How the dispatch worker behaves.
@@ -95,7 +96,11 @@ public final class DispatchWorker: Sendable {
             for id in ids {
                 group.addTask {
                     do {
-                        try await self.work(id, token: token)
+                        // One trace per delivery step: the provider calls' client spans under it.
+                        try await withSpan("dispatch delivery", ofKind: .internal) { span in
+                            if span.isRecording { span.attributes["sitrep.delivery_id"] = id.lowercasedString }
+                            try await self.work(id, token: token)
+                        }
                     } catch {
                         // The lease runs out and the delivery is picked up again.
                         self.logger.warning(

@@ -43,6 +43,8 @@ public final class ERPStandIn: Sendable {
         public var target: String
         public var status: Int
         public var fault: Fault
+        /// The W3C `traceparent` header it carried, if any (the caller's trace context).
+        public var traceparent: String? = nil
     }
 
     public let configuration: ERPStandInConfiguration

@@ -78,7 +78,8 @@ final class ERPStandInCore: Sendable {
             response = authenticated(request) ?? answer(fault)
         }
         let received = ERPStandIn.Received(
-            method: request.method.rawValue, target: request.uri.description, status: Int(response.status.code), fault: fault)
+            method: request.method.rawValue, target: request.uri.description, status: Int(response.status.code), fault: fault,
+            traceparent: request.headers[values: .traceparent].first)
         state.withLock { $0.requests.append(received) }
         return response
     }
@@ -260,4 +261,9 @@ final class ERPStandInCore: Sendable {
         fields[.contentType] = "application/problem+json"
         return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: w.bytes)))
     }
+}
+
+extension HTTPFields.Element.Name {
+    /// W3C Trace Context's header, recorded to show the caller's trace reached the ERP.
+    static let traceparent = Self("traceparent")!
 }

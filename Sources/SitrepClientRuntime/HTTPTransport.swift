@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTracing
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -137,9 +138,13 @@ public final class HTTPTransport: APITransport {
     }
 
     /// An `HTTPClient` configuration for calling a contract's service: the connect timeout, no
-    /// redirects (a redirect would carry the bearer token elsewhere; it is an undocumented status).
+    /// redirects (a redirect would carry the bearer token elsewhere; it is an undocumented status),
+    /// and none of the client's own spans (``send(_:)`` makes one per attempt).
     public static func httpClientConfiguration(connectTimeout: Duration) -> HTTPClient.Configuration {
-        HTTPClient.Configuration(redirectConfiguration: .disallow, timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(connectTimeout)))
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow, timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(connectTimeout)))
+        configuration.tracing.tracer = nil
+        return configuration
     }
 
     /// Shuts the `HTTPClient` down if the transport made it. Safe to call more than once.
@@ -249,14 +254,20 @@ public final class HTTPTransport: APITransport {
         let client = self.client
         let logger = self.logger
         let httpRequest = http
+        let service = self.service
+        let spanName = service + " " + request.operation
         do {
             let answer: ClientResponse? = try await withThrowingTaskGroup(of: ClientResponse?.self) { group in
                 group.addTask {
-                    let response = try await client.execute(httpRequest, timeout: TimeAmount(timeout), logger: logger)
-                    let body = try await response.body.collect(upTo: limit)
-                    return ClientResponse(
-                        status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
-                        body: Array(body.readableBytesView))
+                    try await ClientSpans.withClientSpan(spanName, service: service, request: httpRequest) {
+                        httpRequest, span in
+                        let response = try await client.execute(httpRequest, timeout: TimeAmount(timeout), logger: logger)
+                        span.status(Int(response.status.code))
+                        let body = try await response.body.collect(upTo: limit)
+                        return ClientResponse(
+                            status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) },
+                            body: Array(body.readableBytesView))
+                    }
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)

@@ -1,16 +1,27 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Instrumentation
 import Logging
 import Synchronization
+import Tracing
 
 /// Outermost middleware: assigns the request id, turns any failure that escaped a route (unknown
 /// path, framework errors) into a problem, stamps `X-Request-ID`, and writes one access-log line.
+///
+/// With a `tracer` (OpenTelemetry configured), each request also runs in a server span that
+/// continues the caller's W3C trace context (`traceparent`, `tracestate`) and is named after the
+/// operation. Without one (the default) that path is skipped entirely: no extraction, no span, no
+/// task-local, nothing allocated for tracing.
 public struct SitrepMiddleware: RouterMiddleware {
     public typealias Context = SitrepRequestContext
     let runtime: APIRuntime
+    let tracer: (any Tracer)?
 
-    public init(runtime: APIRuntime) { self.runtime = runtime }
+    public init(runtime: APIRuntime, tracer: (any Tracer)? = nil) {
+        self.runtime = runtime
+        self.tracer = tracer
+    }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -21,7 +32,13 @@ public struct SitrepMiddleware: RouterMiddleware {
         var response: Response
         let facts = RequestFacts()
         do {
-            response = try await RequestFacts.$current.withValue(facts) { try await next(request, context) }
+            if let tracer {
+                response = try await Self.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
+                    try await RequestFacts.$current.withValue(facts) { try await next(request, context) }
+                }
+            } else {
+                response = try await RequestFacts.$current.withValue(facts) { try await next(request, context) }
+            }
         } catch let e as any HTTPResponseError {
             let status = Int(e.status.code)
             let problem: Problem
@@ -50,12 +67,54 @@ public struct SitrepMiddleware: RouterMiddleware {
                     "method": .string(request.method.rawValue), "path": .string(request.uri.path),
                     "status": .stringConvertible(response.status.code), "durationMs": .string(String(format: "%.2f", ms)),
                 ]
-                let (operation, principal) = facts.values
+                let (operation, _, principal) = facts.values
                 if let operation { m["operation"] = .string(operation) }
                 if let principal { m["principal"] = .string(principal) }
                 return m
             }())
         return response
+    }
+
+    /// Runs `body` in a server span (OpenTelemetry's HTTP server conventions): the caller's trace
+    /// context continued, the operation's id as its name (`METHOD /route` for a route outside the
+    /// contract, `METHOD` alone when nothing matched), the route template, the status, the request id and the principal's id (never a
+    /// credential). The span ends when the handler has answered (a stream's body may go on).
+    static func traced(
+        _ tracer: any Tracer, _ request: Request, context: Context, requestId: String, facts: RequestFacts,
+        _ body: () async throws -> Response
+    ) async throws -> Response {
+        var parent = ServiceContext.current ?? .topLevel
+        tracer.extract(request.headers, into: &parent, using: HTTPFieldsExtractor())
+        let span = tracer.startSpan(request.method.rawValue, context: parent, ofKind: .server)
+        defer { span.end() }
+        func finish(status: Int) {
+            guard span.isRecording else { return }
+            let (operation, operationRoute, principal) = facts.values
+            // Routes outside the contract (`/metrics`, `/docs`) are named `METHOD /route`; Hummingbird
+            // calls no route at all "NotFound".
+            let route = operationRoute ?? context.endpointPath.flatMap { $0.hasPrefix("/") ? $0 : nil }
+            if let name = operation ?? route.map({ request.method.rawValue + " " + $0 }) { span.operationName = name }
+            span.updateAttributes { a in
+                a["http.request.method"] = request.method.rawValue
+                a["url.path"] = request.uri.path
+                if let route { a["http.route"] = route }
+                a["http.response.status_code"] = status
+                a["sitrep.request_id"] = requestId
+                if let principal { a["enduser.id"] = principal }
+                if let operation { a["sitrep.operation"] = operation }
+            }
+            if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
+        }
+        do {
+            let response = try await ServiceContext.$current.withValue(span.context) { try await body() }
+            finish(status: Int(response.status.code))
+            return response
+        } catch {
+            // What the caller then answers: the error's own status, or 500.
+            finish(status: Int((error as? any HTTPResponseError)?.status.code ?? 500))
+            span.attributes["error.type"] = String(describing: type(of: error))
+            throw error
+        }
     }
 
     /// Accepts a caller's id when it is 1–128 characters of `[A-Za-z0-9._:-]`; otherwise makes one.
@@ -75,11 +134,25 @@ public struct SitrepMiddleware: RouterMiddleware {
 /// middleware writes after it: a task-local box the runtime fills in. Never holds credentials.
 final class RequestFacts: Sendable {
     @TaskLocal static var current: RequestFacts?
-    private let state = Mutex<(operation: String?, principal: String?)>((nil, nil))
+    private let state = Mutex<(operation: String?, route: String?, principal: String?)>((nil, nil, nil))
 
-    var values: (String?, String?) { state.withLock { ($0.operation, $0.principal) } }
-    func set(operation: String) { state.withLock { $0.operation = operation } }
+    /// The operation's id, its path template, the principal's id.
+    var values: (String?, String?, String?) { state.withLock { ($0.operation, $0.route, $0.principal) } }
+    func set(operation: OperationInfo) {
+        state.withLock {
+            $0.operation = operation.id
+            $0.route = operation.path
+        }
+    }
     func set(principal: String) { state.withLock { $0.principal = principal } }
+}
+
+/// Reads propagation fields (`traceparent`, `tracestate`) from a request's headers.
+struct HTTPFieldsExtractor: Extractor {
+    func extract(key: String, from carrier: HTTPFields) -> String? {
+        guard let name = HTTPField.Name(key) else { return nil }
+        return carrier[name]
+    }
 }
 
 extension HTTPField.Name {

@@ -204,7 +204,7 @@ public struct APIRuntime: Sendable {
         var logger = context.logger
         logger[metadataKey: "operation"] = .string(op.id)
         let facts = RequestFacts.current
-        facts?.set(operation: op.id)
+        facts?.set(operation: op)
         var rateHeaders: [(HTTPField.Name, String)] = []
         do {
             // 1. Authentication, roles, MFA step-up — for planned operations too, so what the

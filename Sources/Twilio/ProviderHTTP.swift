@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import HTTPTracing
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -31,9 +32,13 @@ struct ProviderHTTP: Sendable {
     /// complete answer arrived.
     func execute(_ request: HTTPClientRequest) async throws(ProviderError) -> Answer {
         do {
-            let response = try await client.execute(request, timeout: TimeAmount(timeout), logger: logger)
-            let body = try await response.body.collect(upTo: Self.maximumBody)
-            return Answer(status: Int(response.status.code), headers: response.headers, body: body)
+            return try await ClientSpans.withClientSpan("\(provider) \(request.method.rawValue)", service: provider, request: request) {
+                request, span in
+                let response = try await client.execute(request, timeout: TimeAmount(timeout), logger: logger)
+                span.status(Int(response.status.code))
+                let body = try await response.body.collect(upTo: Self.maximumBody)
+                return Answer(status: Int(response.status.code), headers: response.headers, body: body)
+            }
         } catch {
             throw transportError(error)
         }

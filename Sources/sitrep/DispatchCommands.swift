@@ -64,6 +64,7 @@ struct Worker: AsyncParsableCommand {
         let config = loadConfiguration(needs: .database)
         bootstrapLogging(config)
         let logger = Logger(label: "sitrep.dispatch")
+        let tracing = bootstrapTracing(logger: logger)
         let database: DatabaseConfiguration
         do {
             database = try DatabaseConfiguration(url: config.databaseURL)
@@ -73,17 +74,21 @@ struct Worker: AsyncParsableCommand {
         var pgConfig = database.clientConfiguration
         pgConfig.options.maximumConnections = max(4, config.dispatch.concurrency + 2)
         let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let httpClient = makeHTTPClient()
         guard let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) else {
             try? await httpClient.shutdown()
             die("no provider is configured: set SITREP_TWILIO_ACCOUNT_SID/AUTH_TOKEN or SITREP_SENDGRID_API_KEY")
         }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // First, so it stops last and exports the worker's last spans.
+        if let tracing { services.append(.init(service: tracing.service)) }
+        services += [
+            .init(service: postgres),
+            .init(service: DispatchWorkerService(worker: worker), successTerminationBehavior: .gracefullyShutdownGroup),
+        ]
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: postgres),
-                    .init(service: DispatchWorkerService(worker: worker), successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()

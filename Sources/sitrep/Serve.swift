@@ -15,6 +15,7 @@ import Redis
 import ServiceLifecycle
 import SitrepRuntime
 import Storage
+import Tracing
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +25,7 @@ struct Serve: AsyncParsableCommand {
         let config = loadConfiguration()
         bootstrapLogging(config)
         let logger = Logger(label: "sitrep")
+        let tracing = bootstrapTracing(logger: logger)
 
         let database: DatabaseConfiguration
         let redisConfig: RedisConfiguration
@@ -48,7 +50,7 @@ struct Serve: AsyncParsableCommand {
         }
         let migrator = Migrator(client: postgres, migrations: migrations, logger: logger)
 
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let httpClient = makeHTTPClient()
         let authenticator: JWTAuthenticator
         do {
             authenticator = try await makeAuthenticator(config, httpClient: httpClient, logger: logger)
@@ -132,7 +134,7 @@ struct Serve: AsyncParsableCommand {
             maxConcurrentUploads: config.concurrentUploads, databaseDeadline: .milliseconds(config.databaseTimeoutMilliseconds), erp: erp,
             pendingMigrations: { try await migrator.pending().map(\.name) })
         let router = Router(context: SitrepRequestContext.self)
-        router.add(middleware: SitrepMiddleware(runtime: runtime))
+        router.add(middleware: SitrepMiddleware(runtime: runtime, tracer: tracing?.tracer))
         router.registerSitrepAPI(handlers, runtime: runtime)
         router.registerContractDocuments()
         router.registerMetrics(metrics, token: config.metricsToken)
@@ -148,7 +150,10 @@ struct Serve: AsyncParsableCommand {
             },
             logger: logger)
         let keyRefresh = KeyRefreshService(authenticator: authenticator)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // First, so it stops last and exports the spans the others end on their way out.
+        if let tracing { services.append(.init(service: tracing.service)) }
+        services += [
             .init(service: postgres), .init(service: keyRefresh),
             .init(service: app, successTerminationBehavior: .gracefullyShutdownGroup),
             // Listed after the app so it stops first (reverse order): open streams end, and the app can drain.
@@ -172,6 +177,26 @@ struct Serve: AsyncParsableCommand {
         try? await redisThreads.shutdownGracefully()
         try? await httpClient.shutdown()
     }
+}
+
+/// Bootstraps OpenTelemetry tracing when the `OTEL_*` variables ask for it (see
+/// ``OpenTelemetry``); one they set to something this build cannot do is a configuration error
+/// (one line, exit code 2).
+func bootstrapTracing(logger: Logger) -> (tracer: any Tracer, service: any Service)? {
+    do {
+        return try OpenTelemetry.bootstrapTracing(serviceName: "sitrep", logger: logger)
+    } catch {
+        FileHandle.standardError.write(Data("sitrep: \(error)\n".utf8))
+        exit(2)
+    }
+}
+
+/// The shared client for outbound calls. Its own tracing is off: `ClientSpans` makes one client
+/// span per call, named after it, and injects the trace context itself.
+func makeHTTPClient() -> HTTPClient {
+    var configuration = HTTPClient.Configuration()
+    configuration.tracing.tracer = nil
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }
 
 /// Token validation: the configured OIDC issuer, or the local dev issuer outside production.

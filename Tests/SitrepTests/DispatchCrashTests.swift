@@ -18,7 +18,7 @@ struct DispatchCrashTests {
         return components.string!
     }
 
-    static func startWorker(_ f: DispatchTests.Fixture, log: URL) throws -> Process {
+    static func startWorker(_ f: DispatchTests.Fixture, log: URL, extra: [String: String] = [:]) throws -> Process {
         try launchSitrep(
             ["worker"], log: log,
             environment: [
@@ -29,7 +29,7 @@ struct DispatchCrashTests {
                 "SITREP_TWILIO_STATUS_CALLBACK_URL": f.webhook.statusCallbackURL, "SITREP_PROVIDER_TIMEOUT_SECONDS": "1",
                 "SITREP_DISPATCH_CONCURRENCY": "32", "SITREP_DISPATCH_CHANNEL_TIMEOUT_SECONDS": "30", "SITREP_DISPATCH_POLL_MS": "50",
                 "SITREP_DISPATCH_RETRY_BASE_MS": "50",
-            ])
+            ].merging(extra) { _, new in new })
     }
 
     @Test func killedWorkersNeverSendTwice() async throws {
