@@ -233,7 +233,7 @@ let package = Package(
         .executableTarget(
             name: "sitrep",
             dependencies: [
-                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "Twilio", "DeliveryWorker",
+                "Handlers", "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "LocalIssuer", "Twilio", "DeliveryWorker", "HTTPTracing",
                 "ProviderStandIn", "CMalloc", "ERPClient", "ERPStandIn", "GeneratorCore",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

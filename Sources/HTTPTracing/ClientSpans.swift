@@ -46,6 +46,15 @@ public enum ClientSpans {
         }
     }
 
+    /// `configuration` with async-http-client's own spans off: ``withClientSpan(_:service:request:_:)``
+    /// makes one per call, named after it, and injects the trace context itself (two spans and two
+    /// injected headers per call otherwise).
+    public static func withoutClientOwnSpans(_ configuration: HTTPClient.Configuration) -> HTTPClient.Configuration {
+        var configuration = configuration
+        configuration.tracing.tracer = nil
+        return configuration
+    }
+
     /// What the call's body tells its span.
     public struct Recorder: Sendable {
         let span: any Span

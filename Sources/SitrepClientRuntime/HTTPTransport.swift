@@ -141,10 +141,9 @@ public final class HTTPTransport: APITransport {
     /// redirects (a redirect would carry the bearer token elsewhere; it is an undocumented status),
     /// and none of the client's own spans (``send(_:)`` makes one per attempt).
     public static func httpClientConfiguration(connectTimeout: Duration) -> HTTPClient.Configuration {
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow, timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(connectTimeout)))
-        configuration.tracing.tracer = nil
-        return configuration
+        ClientSpans.withoutClientOwnSpans(
+            HTTPClient.Configuration(
+                redirectConfiguration: .disallow, timeout: HTTPClient.Configuration.Timeout(connect: TimeAmount(connectTimeout))))
     }
 
     /// Shuts the `HTTPClient` down if the transport made it. Safe to call more than once.

@@ -4,6 +4,7 @@ import Auth
 import ERPClient
 import Foundation
 import Generated
+import HTTPTracing
 import Handlers
 import Hummingbird
 import Logging
@@ -194,9 +195,7 @@ func bootstrapTracing(logger: Logger) -> (tracer: any Tracer, service: any Servi
 /// The shared client for outbound calls. Its own tracing is off: `ClientSpans` makes one client
 /// span per call, named after it, and injects the trace context itself.
 func makeHTTPClient() -> HTTPClient {
-    var configuration = HTTPClient.Configuration()
-    configuration.tracing.tracer = nil
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    HTTPClient(eventLoopGroupProvider: .singleton, configuration: ClientSpans.withoutClientOwnSpans(HTTPClient.Configuration()))
 }
 
 /// Token validation: the configured OIDC issuer, or the local dev issuer outside production.
