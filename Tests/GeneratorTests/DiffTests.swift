@@ -190,6 +190,37 @@ struct DiffTests {
             ])
     }
 
+    @Test func eventStreamEventsDescribed() throws {
+        // A stream documented as a plain string, then per event (OpenAPI 3.2's itemSchema reading).
+        let stream = """
+              /v1/things/stream:
+                get:
+                  operationId: streamThings
+                  summary: Stream things
+                  responses:
+                    '200':
+                      description: Events.
+                      content:
+                        text/event-stream:
+                          schema: {type: string}
+
+            """
+        let released = Self.base.replacing("components:\n", with: stream + "components:\n")
+        let described = released.replacing(
+            "schema: {type: string}\ncomponents:",
+            with: "schema: {type: object, required: [data], properties: {data: {type: string}}}\ncomponents:")
+        #expect(
+            try diff(described, from: released) == [
+                "ok event-schema-described paths./v1/things/stream.get.responses.200.content.text/event-stream.schema"
+            ])
+        // A constrained string did promise something about the stream: changing its type still breaks.
+        let constrained = released.replacing("schema: {type: string}\ncomponents:", with: "schema: {type: string, maxLength: 10}\ncomponents:")
+        #expect(
+            try diff(described, from: constrained) == [
+                "BREAKING type-changed paths./v1/things/stream.get.responses.200.content.text/event-stream.schema"
+            ])
+    }
+
     @Test func removedRequestMediaType() throws {
         let new = Self.base.replacing(
             "application/json:\n            schema: {$ref: '#/components/schemas/ThingInput'}",

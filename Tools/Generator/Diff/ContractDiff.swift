@@ -276,6 +276,17 @@ final class DiffRun {
 
     // MARK: content
 
+    /// `event-schema-described`: a `text/event-stream` response whose schema was a plain string
+    /// (which describes the stream as text and says nothing about its events) now describes each
+    /// event, as OpenAPI 3.2's `itemSchema` does and tools read a 3.1 stream schema. The bytes on
+    /// the wire are the same, so this documents rather than changes the response.
+    private func describesEvents(old os: JSONSchema, new ns: JSONSchema) -> Bool {
+        let o = ResolvedSchema(os, in: old)
+        let n = ResolvedSchema(ns, in: new)
+        guard case .string(_, let c) = o.schema.value, n.kind != o.kind, !o.nullable, o.enumValues == nil else { return false }
+        return c.pattern == nil && c.minLength == 0 && c.maxLength == nil && o.format == nil
+    }
+
     /// `media-type-removed`, `media-type-added`; then the schema of each media type in both.
     private func compareContent(_ o: OpenAPI.Content.Map, _ n: OpenAPI.Content.Map, at: String, direction: Direction) {
         var newByType: [String: OpenAPI.Content] = [:]
@@ -292,6 +303,12 @@ final class DiffRun {
                 continue
             }
             if let oc = old.content(e), let os = oc.schema, let ns = nc.schema {
+                if mt == "text/event-stream", direction == .response, describesEvents(old: os, new: ns) {
+                    report(
+                        "event-schema-described", loc + ".schema",
+                        "the stream's events got a schema (the old plain string said nothing about them)", breaking: false)
+                    continue
+                }
                 compareSchema(os, ns, at: loc + ".schema", direction: direction)
             }
         }
