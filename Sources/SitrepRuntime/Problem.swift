@@ -52,9 +52,13 @@ public struct Problem: Sendable, Equatable, Error {
         self.type = type ?? "/problems/" + code
         self.instance = instance
         self.requestId = requestId
-        self.errors = errors
+        self.errors = errors.map { Array($0.prefix(Problem.maxListedErrors)) }
         self.headers = headers
     }
+
+    /// The contract's `Problem.errors` `maxItems`: a request with more failing fields lists the
+    /// first ones found, and `detail` gives the total.
+    public static let maxListedErrors = 100
 
     public static func == (lhs: Problem, rhs: Problem) -> Bool {
         lhs.type == rhs.type && lhs.title == rhs.title && lhs.status == rhs.status && lhs.detail == rhs.detail
@@ -93,9 +97,10 @@ extension Problem {
     }
     public static func validation(_ errors: ValidationErrors, detail: String? = nil) -> Problem {
         let n = errors.items.count
+        let listed = n > maxListedErrors ? " (the first \(maxListedErrors) are listed)" : ""
         return Problem(
             status: 422, code: "validation.failed", title: "Validation failed",
-            detail: detail ?? (n == 1 ? "1 field is invalid." : "\(n) fields are invalid."),
+            detail: detail ?? (n == 1 ? "1 field is invalid." : "\(n) fields are invalid\(listed)."),
             errors: errors.items)
     }
     public static func notFound(_ detail: String, code: String = "resource.not_found") -> Problem {
@@ -142,7 +147,7 @@ extension Problem: JSONEncodable {
         w.string(requestId)
         if let errors {
             w.raw(",\"errors\":[")
-            for (i, e) in errors.enumerated() {
+            for (i, e) in errors.prefix(Problem.maxListedErrors).enumerated() {
                 if i > 0 { w.raw(",") }
                 w.raw("{\"pointer\":")
                 w.string(e.pointer)

@@ -410,6 +410,15 @@ struct SliceTests {
                 uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true),
                 body: buffer(batch([signalJSON(sourceId: "N1", title: "bad\\u0000title")])))
             #expect(nulBody.status == .unprocessableContent && nulBody.text.contains("/body/items/0/title"), "\(nulBody.text)")
+            // More failing fields than Problem.errors' maxItems (100): the first 100 are listed and
+            // the detail gives the total (found by schemathesis: 499 repeats of one signal).
+            let repeats = try await client.execute(
+                uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true),
+                body: buffer(batch(Array(repeating: signalJSON(sourceId: "R1", title: "again"), count: 150))))
+            let problem = try JSONSerialization.jsonObject(with: Data(repeats.text.utf8)) as? [String: Any]
+            let listed = (problem?["errors"] as? [Any])?.count
+            #expect(repeats.status == .unprocessableContent && listed == 100, "\(repeats.text.prefix(300))")
+            #expect(repeats.text.contains("149 fields are invalid (the first 100 are listed)."), "\(repeats.text.prefix(300))")
             let trace = try await client.execute(uri: "/healthz", method: .trace)
             #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET")
         }
