@@ -34,6 +34,8 @@ SITREP_APT_PACKAGES=(
     libhiredis-dev pkg-config curl ca-certificates
     # briefing PDFs (BriefingPDF target; Pango + Cairo, fonts, pdftotext & co. for its tests)
     libpango1.0-dev libcairo2-dev fonts-dejavu-core fonts-noto-core poppler-utils
+    # contract gates in Tools/test: openapi-spec-validator (pip), schemathesis (a venv, Tools/fuzz)
+    python3 python3-venv python3-pip
     # what `swift build` / `swift test` need from the system
     binutils git libc6-dev libgcc-12-dev libstdc++-12-dev zlib1g-dev
     libcurl4 libxml2 libsqlite3-0 tzdata
