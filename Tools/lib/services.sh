@@ -8,6 +8,11 @@
 #   sitrep_start_services DIR  start (or reuse) PostgreSQL + Redis under DIR, export their URLs
 #   sitrep_pg_stop DIR         stop that PostgreSQL (the fault tests start it again)
 #   sitrep_stop_services DIR   stop them; never fails
+#   sitrep_start_helper NAME LOG MARKER CMD...
+#                              start a helper process (dev-issuer, dev-providers, dev-erp) in the
+#                              background and wait for its ready line; its pid in SITREP_HELPER_PID
+#   sitrep_export_from LOG PREFIX
+#                              export the PREFIX…=value lines a helper printed (SITREP_ERP_BASE_URL=…)
 #
 # Exported by sitrep_start_services:
 #   SITREP_DATABASE_URL, SITREP_TEST_DATABASE_URL  postgres://postgres@127.0.0.1:PORT/sitrep?sslmode=disable
@@ -359,4 +364,30 @@ sitrep_stop_services() {
         break
     done
     return 0
+}
+
+# sitrep_start_helper NAME LOG MARKER CMD...: runs CMD in the background with its output in LOG,
+# then waits up to 30 s for a line matching the grep pattern MARKER; its pid is then in
+# SITREP_HELPER_PID (the caller stops it). Fails, printing LOG, when CMD exits first or never
+# prints the line (CMD is then killed).
+sitrep_start_helper() {
+    local name=$1 log=$2 marker=$3
+    shift 3
+    "$@" >"$log" 2>&1 &
+    SITREP_HELPER_PID=$!
+    for _ in $(seq 1 300); do
+        grep -q "$marker" "$log" 2>/dev/null && return 0
+        kill -0 "$SITREP_HELPER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$SITREP_HELPER_PID" 2>/dev/null || true
+    sitrep__log "$name did not start:"
+    cat "$log" >&2
+    return 1
+}
+
+# sitrep_export_from LOG PREFIX: exports every `PREFIX…=value` line of LOG (variable names only).
+sitrep_export_from() {
+    local name value
+    while IFS='=' read -r name value; do export "$name=$value"; done < <(grep "^$2[A-Z_]*=" "$1")
 }
