@@ -85,6 +85,8 @@ final class IssuerCore: Sendable {
         var redeemedCodes: [String: RedeemedCode] = [:]
         var refreshTokens: [String: RefreshGrant] = [:]
         var tokenRequests = 0
+        /// The `traceparent` header of each JWKS request, in order (nil when it had none).
+        var jwksTraceparents: [String?] = []
     }
 
     let configuration: LocalIssuerConfiguration
@@ -156,11 +158,19 @@ final class IssuerCore: Sendable {
 
     // MARK: Routes
 
+    /// W3C Trace Context's header, recorded on JWKS requests.
+    static let traceparent = HTTPFields.Element.Name("traceparent")!
+
     func addRoutes(to router: Router<BasicRequestContext>) {
         let tenant = configuration.tenantId
         router.get(RouterPath(IssuerURLs.discoveryPath(tenant))) { _, _ in self.discovery() }
-        router.get(RouterPath(IssuerURLs.jwksPath(tenant))) { _, _ in
-            Self.jsonResponse(self.state.withLock { $0.jwks })
+        router.get(RouterPath(IssuerURLs.jwksPath(tenant))) { request, _ in
+            let traceparent = request.headers[values: Self.traceparent].first
+            return Self.jsonResponse(
+                self.state.withLock {
+                    $0.jwksTraceparents.append(traceparent)
+                    return $0.jwks
+                })
         }
         router.get(RouterPath(IssuerURLs.authorizePath(tenant))) { request, _ in self.authorize(request) }
         router.post(RouterPath(IssuerURLs.tokenPath(tenant))) { request, _ in await self.token(request) }

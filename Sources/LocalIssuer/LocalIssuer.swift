@@ -123,4 +123,8 @@ public final class LocalIssuer: Sendable {
 
     /// How many requests reached the token endpoint, successful or not.
     public var tokenRequests: Int { core.state.withLock { $0.tokenRequests } }
+
+    /// The W3C `traceparent` each JWKS request carried, in order (nil when it had none): what
+    /// tracing tests check the API propagates on its key fetches.
+    public var jwksTraceparents: [String?] { core.state.withLock { $0.jwksTraceparents } }
 }

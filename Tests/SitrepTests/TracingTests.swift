@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import ERPStandIn
 import Foundation
 import Hummingbird
+import LocalIssuer
 import Logging
 import SitrepRuntime
 import Synchronization
@@ -141,6 +142,41 @@ struct TracingTests {
             _ = try await HTTPClient.shared.execute(metrics, timeout: .seconds(5))
             let scrape = try await collector.waitForSpan { $0.attributes["http.route"] == "/metrics" }
             #expect(scrape.name == "GET /metrics")
+        }
+    }
+
+    /// A token signed under a key the API has not seen makes it fetch the issuer's JWKS inside
+    /// the request: that fetch is a client span under the server span, and the issuer receives
+    /// its context.
+    @Test func jwksFetchesAreClientSpansThatCarryTheTrace() async throws {
+        try await IssuerSession.run { session in
+            let issuer = session.issuer
+            try await withServe(otel: { collector in
+                [
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": collector.baseURL, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+                    "OTEL_BSP_SCHEDULE_DELAY": "100", "SITREP_OIDC_ISSUER": issuer.issuer,
+                    "SITREP_OIDC_AUDIENCE": issuer.configuration.apiAudience, "SITREP_OIDC_TENANT_ID": issuer.configuration.tenantId,
+                ]
+            }) { base, _, _, collector, _ in
+                // Started: the first key set was fetched outside any request.
+                #expect(issuer.jwksTraceparents.count == 1)
+                try issuer.rotateKey(privateKeyPEM: LocalIssuerFixtures.secondKey, keyId: "second")
+                let token = try #require(try await session.signIn(user: "exec").json["access_token"] as? String)
+
+                var request = HTTPClientRequest(url: base + "/v1/me")
+                request.headers.add(name: "Authorization", value: "Bearer " + token)
+                request.headers.add(name: "traceparent", value: Self.traceparent)
+                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                #expect(response.status == .ok)
+
+                let server = try await collector.waitForSpan { $0.kind == 2 && $0.traceId == Self.traceId }
+                let jwks = try await collector.waitForSpan { $0.name == "OIDC JWKS" && $0.traceId == Self.traceId }
+                #expect(jwks.kind == 3 && jwks.parentSpanId == server.spanId)
+                #expect(jwks.attributes["peer.service"] == "OIDC" && jwks.attributes["http.response.status_code"] == "200")
+                let sent = issuer.jwksTraceparents
+                #expect(sent.count == 2)
+                #expect(sent.last == "00-\(Self.traceId)-\(jwks.spanId)-01", "\(sent)")
+            }
         }
     }
 
