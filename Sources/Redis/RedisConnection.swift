@@ -37,15 +37,32 @@ package final class RedisConnection: @unchecked Sendable {
         close()
     }
 
-    /// Connects, sets the socket timeouts, authenticates and selects the database.
-    /// Blocking: call on the thread pool.
+    /// Connects (with `configuration.tls`, through a TLS tunnel: see
+    /// RedisTLSTunnel.swift), sets the socket timeouts, authenticates and
+    /// selects the database. Blocking: call on the thread pool.
+    ///
+    /// The one place hiredis connections are opened: RedisClient's pool and
+    /// RedisSubscriber's reader both come here.
     static func connect(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConnection {
         let endpoint = "\(configuration.host):\(configuration.port)"
-        guard
-            let context = redisConnectWithTimeout(
-                configuration.host, Int32(clamping: configuration.port), configuration.connectTimeout.hiredisTimeval)
-        else {
-            throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
+        let context: UnsafeMutablePointer<redisContext>
+        if let tls = configuration.tls {
+            // Returns once the TLS handshake succeeded; hiredis then talks
+            // plain RESP over its end of the socketpair, and owns it.
+            let descriptor = try RedisTLSTunnel.open(configuration, tls: tls, endpoint: endpoint)
+            guard let adopted = redisConnectFd(descriptor) else {
+                Glibc.close(descriptor)
+                throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
+            }
+            context = adopted
+        } else {
+            guard
+                let connected = redisConnectWithTimeout(
+                    configuration.host, Int32(clamping: configuration.port), configuration.connectTimeout.hiredisTimeval)
+            else {
+                throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
+            }
+            context = connected
         }
         let savedErrno = errno
         if context.pointee.err != 0 {
