@@ -1,10 +1,13 @@
 // One hiredis connection and the blocking calls made on it.
 //
-// Everything in this file blocks (DNS, connect, socket reads and writes) and is
-// only ever called from inside a `NIOThreadPool` work item — see RedisClient —
-// never from a Swift concurrency cooperative thread. The one exception is
-// `close()` when the pool is torn down, which only calls `redisFree`: that
-// closes a file descriptor and frees memory, it never waits on the network.
+// Everything in this file blocks (DNS, connect, the TLS handshake of a
+// `rediss://` connection, socket reads and writes) and is only ever called
+// from inside a `NIOThreadPool` work item — see RedisClient and
+// RedisSubscriber — never from a Swift concurrency cooperative thread. The
+// one exception is `close()` when the pool is torn down, which only calls
+// `redisFree`: that closes a file descriptor and frees memory, it never waits
+// on the network (with TLS, SwiftNIO then closes the TLS connection on its
+// event loop).
 
 import CHiredis
 import NIOPosix  // re-exports Glibc (poll, errno, timeval)

@@ -128,8 +128,9 @@ struct RedisTLSTests {
         #expect(try await redis.send(["SET", key, "over TLS", "PX", "60000"]) == .status("OK"))
         #expect(try await redis.send(["GET", key]).string == "over TLS")
 
-        // Binary-safe, and far larger than one TLS record (16 KiB) or one socket buffer.
-        let big = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+        // Binary-safe, and far larger than one TLS record (16 KiB), a socket buffer or the relay's
+        // write buffer (so the relay has to hold back reads in both directions).
+        let big = (0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
         #expect(try await redis.send([Array("SET".utf8), Array(key.utf8), big]) == .status("OK"))
         #expect(try await redis.send([Array("GET".utf8), Array(key.utf8)]) == .bulk(big))
 
@@ -182,6 +183,33 @@ struct RedisTLSTests {
         try await server.startAsync()
         try await observer.ping()
         #expect(try await observer.send(["CLIENT", "INFO"]).string?.contains("cmd=client") == true)
+    }
+
+    @Test func aServerThatStopsAnsweringTimesOutTheCommand() async throws {
+        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
+        defer {
+            try? server.signal("CONT")
+            server.remove()
+            certificates.remove()
+        }
+        var configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
+        configuration.commandTimeout = .seconds(1)
+        let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
+        defer { Task { await redis.shutdown() } }
+        try await redis.ping()
+
+        try server.signal("STOP")
+        let clock = ContinuousClock()
+        let start = clock.now
+        do {
+            try await redis.ping()
+            Issue.record("PING answered by a stopped server")
+        } catch {
+            #expect(error.kind == .timeout, "\(error)")
+        }
+        #expect(clock.now - start < .seconds(2))
+        try server.signal("CONT")
+        try await redis.ping()  // on a new connection: the timed-out one was dropped
     }
 
     @Test func subscriberReceivesMessagesOverTLS() async throws {
