@@ -192,11 +192,18 @@ enum RedisTLSTunnel {
             .flatMapThrowing { channel in
                 // On `loop`: the future belongs to it, and so do both channels.
                 progress.markConnected()
-                let remoteRelay = try channel.pipeline.syncOperations.handler(type: Relay.self)
-                let localRelay = try local.pipeline.syncOperations.handler(type: Relay.self)
-                Relay.join(localRelay, remoteRelay)
-                try channel.pipeline.syncOperations.handler(type: HandshakeWatcher.self).report(to: handshake)
-                return channel
+                do {
+                    // The local side is gone when the deadline passed already.
+                    guard local.isActive else { throw ChannelError.ioOnClosedChannel }
+                    let localRelay = try local.pipeline.syncOperations.handler(type: Relay.self)
+                    let remoteRelay = try channel.pipeline.syncOperations.handler(type: Relay.self)
+                    Relay.join(localRelay, remoteRelay)
+                    try channel.pipeline.syncOperations.handler(type: HandshakeWatcher.self).report(to: handshake)
+                    return channel
+                } catch {
+                    channel.close(promise: nil)
+                    throw error
+                }
             }
         connected.whenFailure { handshake.fail(TunnelFailure.connect($0)) }
 
