@@ -300,7 +300,7 @@ struct RedisTLSTests {
         #expect(error.kind == .connection)
         #expect(error.message.contains("localhost:\(plain.port)"), "\(error)")
         #expect(error.message.contains("TLS"), "\(error)")
-        #expect(elapsed < .milliseconds(1500), "\(elapsed)")
+        #expect(elapsed < .seconds(2), "\(elapsed)")  // the 1 s connect timeout, with room for a loaded machine
 
         // The same server over redis:// still works as before.
         let redis = RedisClient(configuration: try RedisConfiguration(url: plain.url), logger: RedisTLSTestEnvironment.logger)
