@@ -54,7 +54,7 @@ FROM ${RUNTIME_IMAGE}
 
 # Run-time libraries only: hiredis (Redis client), Pango + Cairo and the fonts the briefing PDF
 # names (DejaVu Sans / Sans Mono, Noto Naskh Arabic; fontconfig finds them), CA certificates
-# (JWKS, Twilio, SendGrid, PostgreSQL sslmode=verify-full), tzdata.
+# (JWKS, Twilio, SendGrid, PostgreSQL sslmode=verify-full, Redis rediss://), tzdata.
 # hadolint ignore=DL3008
 RUN export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true \
     && apt-get -q update \

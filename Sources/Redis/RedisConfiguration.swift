@@ -2,11 +2,18 @@
 //
 // The URL form is the one operators paste from their cloud console:
 //
-//     redis://[[user]:password@]host[:port][/db]
+//     redis://[[user]:password@]host[:port][/db]     plain TCP
+//     rediss://[[user]:password@]host[:port][/db]    TLS
 //
-// `rediss://` (TLS) is refused with an explanation: Debian 12's hiredis 0.14.1
-// has no TLS support (hiredis_ssl arrived in 1.0). Put a TLS-terminating proxy
-// (stunnel, a sidecar) in front of a TLS-only server, or use its plain port.
+// The port defaults to 6379 for both schemes: TLS endpoints rarely listen
+// there (Azure Cache for Redis: 6380, Azure Managed Redis: 10000), so write
+// the port in a `rediss://` URL.
+//
+// TLS: Debian 12's hiredis 0.14.1 has none, so for `rediss://` the bytes go
+// through a socketpair to SwiftNIO, which speaks TLS to the server (see
+// RedisTLSTunnel.swift). The server's certificate is verified against the
+// system trust roots, or against `RedisTLS.caFile` (SITREP_REDIS_CA_FILE)
+// instead, and must name the URL's host (or its IP address, for an IP URL).
 
 /// Why a Redis URL could not be used. The text never contains the password.
 public struct RedisConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -21,7 +28,7 @@ public struct RedisConfigurationError: Error, Sendable, Equatable, CustomStringC
     }
 
     public var description: String {
-        "invalid Redis URL '\(url)': \(reason) (expected redis://[:password@]host[:port][/db])"
+        "invalid Redis URL '\(url)': \(reason) (expected redis[s]://[[user]:password@]host[:port][/db])"
     }
 }
 
@@ -33,13 +40,16 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
     public var password: String?
     /// Logical database selected with `SELECT` on every new connection.
     public var database: Int
-    /// Bounds TCP connect (DNS included) of a new connection.
+    /// Bounds TCP connect (DNS included) of a new connection, and with TLS the
+    /// handshake too (one deadline for both).
     public var connectTimeout: Duration
     /// Bounds one command's write + read on the socket, and separately the wait
     /// for a free pooled connection when all `poolSize` connections are busy.
     public var commandTimeout: Duration
     /// Maximum number of connections (busy + idle) the client keeps open.
     public var poolSize: Int
+    /// TLS settings (`rediss://`); `nil` is plain TCP (`redis://`).
+    public var tls: RedisTLS?
 
     public static let defaultPort = 6379
     public static let defaultConnectTimeout: Duration = .seconds(2)
@@ -54,7 +64,8 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         database: Int = 0,
         connectTimeout: Duration = RedisConfiguration.defaultConnectTimeout,
         commandTimeout: Duration = RedisConfiguration.defaultCommandTimeout,
-        poolSize: Int = RedisConfiguration.defaultPoolSize
+        poolSize: Int = RedisConfiguration.defaultPoolSize,
+        tls: RedisTLS? = nil
     ) {
         self.host = host
         self.port = port
@@ -64,10 +75,13 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         self.connectTimeout = connectTimeout
         self.commandTimeout = commandTimeout
         self.poolSize = poolSize
+        self.tls = tls
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]`. Timeouts and pool size
-    /// take their defaults; set the properties afterwards to change them.
+    /// Parses `redis[s]://[[user]:password@]host[:port][/db]`. Timeouts and pool
+    /// size take their defaults; set the properties afterwards to change them.
+    /// `rediss://` sets `tls` to the system trust roots; set `tls.caFile` to
+    /// trust a private CA instead.
     public init(url: String) throws(RedisConfigurationError) {
         func fail(_ reason: String) -> RedisConfigurationError {
             RedisConfigurationError(url: url, reason: reason)
@@ -75,20 +89,19 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         let trimmed = url.trimmingWhitespace()
         guard !trimmed.isEmpty else { throw fail("the URL is empty") }
         guard let schemeEnd = trimmed.firstRange(of: "://") else {
-            throw fail("missing scheme, it must start with redis://")
+            throw fail("missing scheme, it must start with redis:// or rediss://")
         }
         let scheme = trimmed[..<schemeEnd.lowerBound].lowercased()
+        let tls: RedisTLS?
         switch scheme {
         case "redis":
-            break
+            tls = nil
         case "rediss":
-            throw fail(
-                "TLS (rediss://) is not supported: this client uses hiredis 0.14 which has no TLS;"
-                    + " use the server's non-TLS port or a TLS-terminating proxy")
+            tls = RedisTLS()
         case "unix", "redis+unix":
             throw fail("Unix socket URLs are not supported, use redis://host:port")
         default:
-            throw fail("unsupported scheme '\(scheme)', it must be redis://")
+            throw fail("unsupported scheme '\(scheme)', it must be redis:// or rediss:// (TLS)")
         }
         var rest = Substring(trimmed[schemeEnd.upperBound...])
         if rest.contains("?") { throw fail("query parameters are not supported") }
@@ -165,7 +178,7 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
 
         self.init(
             host: String(host), port: port, username: username, password: password,
-            database: database)
+            database: database, tls: tls)
     }
 
     /// The URL with the password hidden, safe for logs.
@@ -177,7 +190,7 @@ public struct RedisConfiguration: Sendable, Equatable, CustomStringConvertible {
         case (let user?, _): credentials = "\(user):***@"
         case (nil, _): credentials = ":***@"
         }
-        return "redis://\(credentials)\(hostText):\(port)/\(database)"
+        return "\(tls == nil ? "redis" : "rediss")://\(credentials)\(hostText):\(port)/\(database)"
     }
 
     static func redact(_ url: String) -> String {

@@ -1,10 +1,13 @@
 // One hiredis connection and the blocking calls made on it.
 //
-// Everything in this file blocks (DNS, connect, socket reads and writes) and is
-// only ever called from inside a `NIOThreadPool` work item — see RedisClient —
-// never from a Swift concurrency cooperative thread. The one exception is
-// `close()` when the pool is torn down, which only calls `redisFree`: that
-// closes a file descriptor and frees memory, it never waits on the network.
+// Everything in this file blocks (DNS, connect, the TLS handshake of a
+// `rediss://` connection, socket reads and writes) and is only ever called
+// from inside a `NIOThreadPool` work item — see RedisClient and
+// RedisSubscriber — never from a Swift concurrency cooperative thread. The
+// one exception is `close()` when the pool is torn down, which only calls
+// `redisFree`: that closes a file descriptor and frees memory, it never waits
+// on the network (with TLS, SwiftNIO then closes the TLS connection on its
+// event loop).
 
 import CHiredis
 import NIOPosix  // re-exports Glibc (poll, errno, timeval)
@@ -37,15 +40,32 @@ package final class RedisConnection: @unchecked Sendable {
         close()
     }
 
-    /// Connects, sets the socket timeouts, authenticates and selects the database.
-    /// Blocking: call on the thread pool.
+    /// Connects (with `configuration.tls`, through a TLS tunnel: see
+    /// RedisTLSTunnel.swift), sets the socket timeouts, authenticates and
+    /// selects the database. Blocking: call on the thread pool.
+    ///
+    /// The one place hiredis connections are opened: RedisClient's pool and
+    /// RedisSubscriber's reader both come here.
     static func connect(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConnection {
         let endpoint = "\(configuration.host):\(configuration.port)"
-        guard
-            let context = redisConnectWithTimeout(
-                configuration.host, Int32(clamping: configuration.port), configuration.connectTimeout.hiredisTimeval)
-        else {
-            throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
+        let context: UnsafeMutablePointer<redisContext>
+        if let tls = configuration.tls {
+            // Returns once the TLS handshake succeeded; hiredis then talks
+            // plain RESP over its end of the socketpair, and owns it.
+            let descriptor = try RedisTLSTunnel.open(configuration, tls: tls, endpoint: endpoint)
+            guard let adopted = redisConnectFd(descriptor) else {
+                Glibc.close(descriptor)
+                throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
+            }
+            context = adopted
+        } else {
+            guard
+                let connected = redisConnectWithTimeout(
+                    configuration.host, Int32(clamping: configuration.port), configuration.connectTimeout.hiredisTimeval)
+            else {
+                throw RedisError(.connection, "connect to \(endpoint): could not allocate a hiredis context")
+            }
+            context = connected
         }
         let savedErrno = errno
         if context.pointee.err != 0 {

@@ -42,7 +42,8 @@
 // a reconnect.
 //
 // Blocking that `shutdown()` cannot interrupt: a connect in progress (DNS +
-// TCP, bounded by `connectTimeout`) and the AUTH/SELECT/SUBSCRIBE writes
+// TCP, and the TLS handshake for `rediss://`, together bounded by
+// `connectTimeout`) and the AUTH/SELECT/SUBSCRIBE writes
 // (bounded by `commandTimeout`). The stream finishes as soon as `shutdown()`
 // is called; `shutdown()` itself returns once the reader has closed the
 // connection.

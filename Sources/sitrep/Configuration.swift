@@ -1,5 +1,6 @@
 import Auth
 import Foundation
+import Redis
 
 /// Everything `sitrep` reads from its environment, validated at start: one clear line per bad
 /// or missing value, then exit code 2.
@@ -11,6 +12,9 @@ struct Configuration: Sendable {
     var port: Int
     var databaseURL: String
     var redisURL: String
+    /// PEM file of the CA certificates a `rediss://` server is checked against, instead of the
+    /// system roots; nil: the system roots.
+    var redisCAFile: String? = nil
     var dataDirectory: String
     var migrationsDirectory: String
     var oidcIssuer: String?
@@ -89,7 +93,11 @@ struct Configuration: Sendable {
         ("SITREP_HOST", "0.0.0.0", "address to listen on"),
         ("SITREP_PORT", "8080", "port to listen on"),
         ("SITREP_DATABASE_URL", "(required)", "postgres://user:pass@host:port/db?sslmode=disable|require|verify-full"),
-        ("SITREP_REDIS_URL", "(required)", "redis://[:password@]host:port/db"),
+        (
+            "SITREP_REDIS_URL", "(required)",
+            "redis://[[user]:password@]host:port/db, or rediss://… for TLS (certificate and host name verified); port 6379 unless given"
+        ),
+        ("SITREP_REDIS_CA_FILE", "(system trust roots)", "PEM file of the CA certificates trusted for rediss:// instead of the system roots"),
         ("SITREP_DATA_DIR", ".data/dev", "local state for development (the dev issuer key)"),
         ("SITREP_MIGRATIONS_DIR", "./migrations", "where `sitrep migrate` finds NNNN_name.sql files"),
         ("SITREP_OIDC_ISSUER", "(dev issuer)", "exact token issuer, e.g. https://login.microsoftonline.com/{tenant}/v2.0; required in production"),
@@ -220,8 +228,21 @@ struct Configuration: Sendable {
         if !databaseURL.isEmpty, !(databaseURL.hasPrefix("postgres://") || databaseURL.hasPrefix("postgresql://")) {
             errors.append("SITREP_DATABASE_URL is not valid: it must start with postgres://")
         }
-        if !redisURL.isEmpty, !redisURL.hasPrefix("redis://") {
-            errors.append("SITREP_REDIS_URL is not valid: it must start with redis://")
+        if !redisURL.isEmpty, !(redisURL.hasPrefix("redis://") || redisURL.hasPrefix("rediss://")) {
+            errors.append("SITREP_REDIS_URL is not valid: it must start with redis:// (or rediss:// for TLS)")
+        }
+        let redisCAFile = value("SITREP_REDIS_CA_FILE")
+        if let redisCAFile, needs.contains(.redis) {
+            if redisURL.hasPrefix("redis://") {
+                errors.append(
+                    "SITREP_REDIS_CA_FILE is set but SITREP_REDIS_URL is redis:// (no TLS): use rediss:// or unset SITREP_REDIS_CA_FILE")
+            } else {
+                do {
+                    try RedisTLS(caFile: redisCAFile).prepare()
+                } catch {
+                    errors.append("SITREP_REDIS_CA_FILE=\(redisCAFile) is not valid: \(error)")
+                }
+            }
         }
         let dataDirectory = value("SITREP_DATA_DIR") ?? ".data/dev"
         let issuer = value("SITREP_OIDC_ISSUER")
@@ -337,6 +358,7 @@ struct Configuration: Sendable {
             allowedOrigins: allowedOrigins, sessionIdleMinutes: int("SITREP_SESSION_IDLE_MINUTES", default: 15, range: 1...1440),
             sessionAbsoluteHours: int("SITREP_SESSION_ABSOLUTE_HOURS", default: 8, range: 1...168), dispatch: dispatch)
         config.claims = claims
+        config.redisCAFile = redisCAFile
         if let erp = value("SITREP_ERP_BASE_URL") {
             if let url = URL(string: erp), let scheme = url.scheme, url.host != nil, scheme == "https" || scheme == "http" {
                 if environment == .production && (scheme != "https" || ["127.0.0.1", "localhost", "::1"].contains(url.host ?? "")) {

@@ -29,13 +29,14 @@ struct Serve: AsyncParsableCommand {
         let tracing = bootstrapTracing(logger: logger)
 
         let database: DatabaseConfiguration
-        let redisConfig: RedisConfiguration
+        var redisConfig: RedisConfiguration
         do {
             database = try DatabaseConfiguration(url: config.databaseURL)
             redisConfig = try RedisConfiguration(url: config.redisURL)
         } catch {
             die("\(error)")
         }
+        if redisConfig.tls != nil { redisConfig.tls = RedisTLS(caFile: config.redisCAFile) }
         var pgConfig = database.clientConfiguration
         pgConfig.options.maximumConnections = config.databasePoolSize
         let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)

@@ -70,8 +70,32 @@ struct CommandLineTests {
                 "sitrep: SITREP_ENV=staging is not valid: expected development, test or production",
                 "sitrep: SITREP_PORT=eighty is not valid: expected an integer in 1...65535",
                 "sitrep: SITREP_DATABASE_URL is missing: set it to postgres://user:pass@host:port/db",
-                "sitrep: SITREP_REDIS_URL is not valid: it must start with redis://",
+                "sitrep: SITREP_REDIS_URL is not valid: it must start with redis:// (or rediss:// for TLS)",
             ])
+    }
+
+    @Test func redisCAFileProblemsAreConfigurationErrors() async throws {
+        let missing = "/nonexistent-\(UUID().uuidString)/ca.pem"
+        let (status, _, err) = try await run(
+            ["serve"], env: ["SITREP_REDIS_URL": "rediss://:key@cache.example:6380/0", "SITREP_REDIS_CA_FILE": missing])
+        #expect(status == 2)
+        #expect(
+            err.contains(
+                "sitrep: SITREP_REDIS_CA_FILE=\(missing) is not valid: cannot read the CA file \(missing): No such file or directory"),
+            "\(err)")
+
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("sitrep-empty-ca-\(UUID().uuidString).pem")
+        try Data("not a certificate\n".utf8).write(to: empty)
+        defer { try? FileManager.default.removeItem(at: empty) }
+        let (emptyStatus, _, emptyErr) = try await run(
+            ["serve"], env: ["SITREP_REDIS_URL": "rediss://cache.example:6380", "SITREP_REDIS_CA_FILE": empty.path])
+        #expect(emptyStatus == 2)
+        #expect(emptyErr.contains("sitrep: SITREP_REDIS_CA_FILE=\(empty.path) is not valid: the CA file"), "\(emptyErr)")
+
+        let (plainStatus, _, plainErr) = try await run(
+            ["serve"], env: ["SITREP_REDIS_URL": "redis://cache.example:6379", "SITREP_REDIS_CA_FILE": empty.path])
+        #expect(plainStatus == 2)
+        #expect(plainErr.contains("sitrep: SITREP_REDIS_CA_FILE is set but SITREP_REDIS_URL is redis:// (no TLS)"), "\(plainErr)")
     }
 
     @Test func productionRefusesTheDevIssuer() async throws {

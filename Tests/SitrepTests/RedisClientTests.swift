@@ -43,31 +43,45 @@ struct PrivateRedisServer {
     let port: Int
     let directory: String
     let password: String?
+    /// With certificates: TLS only (`--port 0 --tls-port <port>`), clients not asked for a
+    /// certificate; the server's certificate names `localhost` (RedisTLSTests.swift).
+    var tls: RedisTestCertificates? = nil
 
     /// Same flags as Tools/test's SITREP_TEST_REDIS_START, with this server's own port and directory.
     var startCommand: String {
-        var command =
-            "redis-server --port \(port) --bind 127.0.0.1 --daemonize yes --save '' --appendonly no"
+        var command = "redis-server"
+        if let tls {
+            command +=
+                " --port 0 --tls-port \(port) --tls-cert-file '\(tls.serverCertificate)' --tls-key-file '\(tls.serverKey)'"
+                + " --tls-ca-cert-file '\(tls.caFile)' --tls-auth-clients no"
+        } else {
+            command += " --port \(port)"
+        }
+        command +=
+            " --bind 127.0.0.1 --daemonize yes --save '' --appendonly no"
             + " --dir '\(directory)' --pidfile '\(directory)/redis.pid' --logfile '\(directory)/redis.log'"
         if let password { command += " --requirepass '\(password)'" }
         return command
     }
 
     private var cli: String {
-        "redis-cli -h 127.0.0.1 -p \(port)" + (password.map { " --no-auth-warning -a '\($0)'" } ?? "")
+        "redis-cli -h 127.0.0.1 -p \(port)" + (tls == nil ? "" : " --tls --insecure")
+            + (password.map { " --no-auth-warning -a '\($0)'" } ?? "")
     }
 
+    /// `redis://…127.0.0.1:<port>`, or with TLS `rediss://…localhost:<port>` (the name in the certificate).
     var url: String {
-        "redis://" + (password.map { ":\($0)@" } ?? "") + "127.0.0.1:\(port)"
+        (tls == nil ? "redis://" : "rediss://") + (password.map { ":\($0)@" } ?? "")
+            + (tls == nil ? "127.0.0.1" : "localhost") + ":\(port)"
     }
 
-    static func make(password: String? = nil) throws -> PrivateRedisServer {
+    static func make(password: String? = nil, tls: RedisTestCertificates? = nil) throws -> PrivateRedisServer {
         let base =
             ProcessInfo.processInfo.environment["SITREP_TEST_DATA_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             ?? FileManager.default.temporaryDirectory.path
         let directory = "\(base)/redis-private-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        return PrivateRedisServer(port: try freeLoopbackPort(), directory: directory, password: password)
+        return PrivateRedisServer(port: try freeLoopbackPort(), directory: directory, password: password, tls: tls)
     }
 
     func start() throws {
@@ -124,7 +138,8 @@ struct RedisConfigurationURLTests {
         ("", "empty"),
         ("localhost:6379", "missing scheme"),
         ("http://localhost", "unsupported scheme"),
-        ("rediss://:pw@host:6380", "TLS"),
+        ("rediss://", "missing host"),
+        ("unix:///run/redis.sock", "Unix socket"),
         ("redis://", "missing host"),
         ("redis://:pw@", "missing host"),
         ("redis://host:abc", "port 'abc'"),
@@ -144,6 +159,20 @@ struct RedisConfigurationURLTests {
         } catch {
             #expect(error.description.contains(expected), "\(error.description)")
         }
+    }
+
+    @Test func redissMeansTLSWithTheSystemRootsAndTheSamePortRule() throws {
+        let azure = try RedisConfiguration(url: "rediss://:k3y%2F@sitrep.redis.cache.windows.net:6380/0")
+        #expect(azure.tls == RedisTLS())
+        #expect(azure.tls?.caFile == nil)
+        #expect(azure.host == "sitrep.redis.cache.windows.net")
+        #expect(azure.port == 6380)
+        #expect(azure.password == "k3y/")
+        #expect(azure.description == "rediss://:***@sitrep.redis.cache.windows.net:6380/0")
+        // No port: 6379, as for redis:// (Azure's TLS ports must be written in the URL).
+        #expect(try RedisConfiguration(url: "REDISS://cache").port == 6379)
+        #expect(try RedisConfiguration(url: "redis://cache").tls == nil)
+        #expect(try RedisConfiguration(url: "redis://cache").description == "redis://cache:6379/0")
     }
 
     @Test func errorsNeverShowThePassword() {
