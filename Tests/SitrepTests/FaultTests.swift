@@ -260,6 +260,7 @@ struct FaultTests {
 
             var serve = try Self.startServe(h, port: port, log: logURL)
             try await waitReady()
+            let acks = SharedCounter()
             let acknowledged = try await withThrowingTaskGroup(of: [String: String].self) { group in
                 for w in 0..<8 {
                     group.addTask {
@@ -267,12 +268,19 @@ struct FaultTests {
                         for i in 0..<1000 {
                             let key = "kill-\(w)-\(i)"
                             guard let r = await post(key) else { break }  // the server is gone
-                            if r.status == 201, let id = r.id { mine[key] = id }
+                            if r.status == 201, let id = r.id {
+                                mine[key] = id
+                                acks.increment()
+                            }
                         }
                         return mine
                     }
                 }
-                try await Task.sleep(for: .milliseconds(1500))
+                // Killed while writes are flowing: once a few dozen are acknowledged (however
+                // slow the machine is), then a moment later so that some are in flight.
+                let deadline = ContinuousClock.now + .seconds(60)
+                while acks.count < 40 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                try await Task.sleep(for: .milliseconds(300))
                 kill(serve.processIdentifier, SIGKILL)
                 var all: [String: String] = [:]
                 for try await part in group { all.merge(part) { a, _ in a } }
@@ -410,6 +418,13 @@ final class ManagedAtomicFlag: Sendable {
     private let value = Mutex(false)
     var isSet: Bool { value.withLock { $0 } }
     func set() { value.withLock { $0 = true } }
+}
+
+/// A count shared by tasks.
+final class SharedCounter: Sendable {
+    private let value = Mutex(0)
+    var count: Int { value.withLock { $0 } }
+    func increment() { value.withLock { $0 += 1 } }
 }
 
 /// Plain blocking sockets, for what an HTTP client library will not send.
