@@ -12,6 +12,8 @@ import Synchronization
 final class DashboardCache: Sendable {
     struct Snapshot: Sendable {
         let dashboard: Dashboard
+        /// `dashboard` as it is sent, encoded once for every request that gets this snapshot.
+        let body: Encoded<Dashboard>
         let etag: String
         let computedAt: ContinuousClock.Instant
     }
@@ -43,7 +45,8 @@ final class DashboardCache: Sendable {
                 var content = d
                 content.generatedAt = Date(timeIntervalSince1970: 0)
                 return Snapshot(
-                    dashboard: d, etag: ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048)), computedAt: .now)
+                    dashboard: d, body: Encoded(d, capacity: 2048),
+                    etag: ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048)), computedAt: .now)
             }
             s.inFlight[viewerOnly] = task
             return .wait(task, owner: true)

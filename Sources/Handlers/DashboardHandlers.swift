@@ -13,7 +13,7 @@ extension SitrepHandlers {
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: snapshot.etag) {
             return .notModified(etag: snapshot.etag)
         }
-        return .ok(snapshot.dashboard, etag: snapshot.etag)
+        return .okEncoded(snapshot.body, etag: snapshot.etag)
     }
 
     /// The aggregate, fresh from PostgreSQL (four queries run concurrently on the pool).

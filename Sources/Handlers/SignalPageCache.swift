@@ -1,5 +1,6 @@
 import Foundation
 import Generated
+import SitrepRuntime
 import Synchronization
 
 /// Unfiltered signal list pages (`GET /v1/signals?limit=…[&cursor=…]`, what every dashboard
@@ -19,8 +20,8 @@ final class SignalPageCache: Sendable {
     }
 
     struct Page: Sendable {
-        let items: [Signal]
-        let next: String?
+        /// The page as it is sent.
+        let body: Encoded<SignalPage>
         let etag: String
     }
 

@@ -201,7 +201,7 @@ extension SitrepHandlers {
         let mark = !filtered && signalPages.enabled ? signalHub?.changeMark : nil
         if let mark, let page = signalPages.page(key, mark: mark) {
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
-            return .ok(SignalPage(items: page.items, nextCursor: page.next), etag: page.etag)
+            return .okEncoded(page.body, etag: page.etag)
         }
         var items: [Signal]
         if !filtered {
@@ -239,7 +239,13 @@ extension SitrepHandlers {
         }
         named.append(contentsOf: (next ?? "").utf8)
         let etag = ConditionalRequest.etag(prefix: "l", bytes: named)
-        if let mark { signalPages.store(SignalPageCache.Page(items: items, next: next, etag: etag), for: key, mark: mark) }
+        if let mark {
+            // Kept encoded: every hit sends the same bytes without encoding them again.
+            let page = SignalPageCache.Page(body: Encoded(SignalPage(items: items, nextCursor: next), capacity: 32 * 1024), etag: etag)
+            signalPages.store(page, for: key, mark: mark)
+            if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
+            return .okEncoded(page.body, etag: etag)
+        }
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
         return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// A schema type that writes its own JSON bytes (generated for every component schema).
 public protocol JSONEncodable: Sendable {
@@ -40,6 +41,24 @@ extension JSONEncodable {
         encodeJSON(to: &w)
         return w.bytes
     }
+}
+
+/// A value's JSON, encoded once and sent as often as it is asked for: what a handler keeps when it
+/// serves one representation many times (a cached aggregate, a cached page). Only a `T` can make
+/// one, so the bytes are always `T`'s encoding, and the answer that carries it is checked
+/// against `T`'s schema like any other. Every answer shares the one buffer; none copies it.
+public struct Encoded<T: JSONEncodable>: Sendable {
+    /// The encoded bytes.
+    public let buffer: ByteBuffer
+
+    public init(_ value: T, capacity: Int = 1024) {
+        var w = JSONWriter(capacity: capacity)
+        value.encodeJSON(to: &w)
+        buffer = ByteBuffer(bytes: w.bytes)
+    }
+
+    /// How many bytes the encoding has.
+    public var count: Int { buffer.readableBytes }
 }
 
 /// What decoding one member found: absent, an explicit null, a valid value, or something invalid

@@ -27,10 +27,11 @@ public struct SitrepMiddleware: RouterMiddleware {
         var context = context
         let requestId = Self.requestId(from: request.headers[.xRequestID])
         context.requestId = requestId
-        context.logger[metadataKey: "requestId"] = .string(requestId)
         let start = ContinuousClock.now
         var response: Response
-        let facts = RequestFacts()
+        // Log lines written while this request runs get its id, operation and principal from here
+        // (``Logger/MetadataProvider/sitrepRequest``), not from copies of the logger's metadata.
+        let facts = RequestFacts(requestId: requestId)
         do {
             if let tracer {
                 response = try await Self.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
@@ -66,6 +67,7 @@ public struct SitrepMiddleware: RouterMiddleware {
                 var m: Logger.Metadata = [
                     "method": .string(request.method.rawValue), "path": .string(request.uri.path),
                     "status": .stringConvertible(response.status.code), "durationMs": .string(String(format: "%.2f", ms)),
+                    "requestId": .string(requestId),
                 ]
                 let (operation, _, principal) = facts.values
                 if let operation { m["operation"] = .string(operation) }
@@ -134,7 +136,19 @@ public struct SitrepMiddleware: RouterMiddleware {
 /// middleware writes after it: a task-local box the runtime fills in. Never holds credentials.
 final class RequestFacts: Sendable {
     @TaskLocal static var current: RequestFacts?
+    let requestId: String
     private let state = Mutex<(operation: String?, route: String?, principal: String?)>((nil, nil, nil))
+
+    init(requestId: String) { self.requestId = requestId }
+
+    /// What every log line written for this request carries.
+    var logMetadata: Logger.Metadata {
+        var m: Logger.Metadata = ["requestId": .string(requestId)]
+        let (operation, _, principal) = values
+        if let operation { m["operation"] = .string(operation) }
+        if let principal { m["principal"] = .string(principal) }
+        return m
+    }
 
     /// The operation's id, its path template, the principal's id.
     var values: (String?, String?, String?) { state.withLock { ($0.operation, $0.route, $0.principal) } }
@@ -145,6 +159,14 @@ final class RequestFacts: Sendable {
         }
     }
     func set(principal: String) { state.withLock { $0.principal = principal } }
+}
+
+extension Logger.MetadataProvider {
+    /// The request being handled (its id, operation and principal id; never a credential), for
+    /// every log line written while it runs, read when a line is written: a request that logs
+    /// nothing costs nothing. Give it to `LoggingSystem.bootstrap`; log handlers merge it under
+    /// the line's own metadata.
+    public static let sitrepRequest = Logger.MetadataProvider { RequestFacts.current?.logMetadata ?? [:] }
 }
 
 /// Reads propagation fields (`traceparent`, `tracestate`) from a request's headers.

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Logging
+import NIOCore
 
 /// What the spec declares about one operation; generated as a static value per operation and
 /// read by `APIRuntime` to enforce security, roles, MFA, rate limits and idempotency.
@@ -152,7 +153,21 @@ public struct EncodedResponse: Sendable {
     public var status: Int
     public var headers: [(HTTPField.Name, String)]
     public var contentType: String?
-    public var body: [UInt8]
+    /// The body's bytes (empty for none). A body given as a shared buffer (``Encoded``) is copied
+    /// out only when this is read; the runtime sends the buffer itself.
+    public var body: [UInt8] {
+        get { sharedBody.map { Array(buffer: $0) } ?? bytes }
+        set {
+            bytes = newValue
+            sharedBody = nil
+        }
+    }
+    private var bytes: [UInt8]
+    /// A body encoded once and shared by every answer that sends it (``Encoded``): written to the
+    /// connection as it is, without a copy.
+    public private(set) var sharedBody: ByteBuffer?
+    /// Whether there is a body at all.
+    public var hasBody: Bool { sharedBody.map { $0.readableBytes > 0 } ?? !bytes.isEmpty }
     /// A body written as it is produced (Server-Sent Events) instead of `body`.
     public var stream: EventStream?
     /// For problem answers: the problem, so the runtime can stamp the request id and instance
@@ -163,7 +178,21 @@ public struct EncodedResponse: Sendable {
         self.status = status
         self.headers = headers
         self.contentType = contentType
-        self.body = body
+        self.bytes = body
+    }
+
+    /// A JSON body encoded ahead of time; in test builds (`validate`) it is parsed back and decoded
+    /// as `T`, as ``json(_:_:headers:contentType:validate:)`` does.
+    public static func json<T: JSONEncodable & JSONDecodable>(
+        _ status: Int, _ value: Encoded<T>, headers: [(HTTPField.Name, String)] = [], contentType: String = "application/json",
+        validate: Bool
+    ) throws -> EncodedResponse {
+        if validate {
+            try ResponseValidation.check(T.self, bytes: Array(buffer: value.buffer), status: status)
+        }
+        var out = EncodedResponse(status: status, headers: headers, contentType: contentType)
+        out.sharedBody = value.buffer
+        return out
     }
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String, stream: EventStream) {

@@ -201,8 +201,7 @@ public struct APIRuntime: Sendable {
         _ run: @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         let requestId = context.requestId
-        var logger = context.logger
-        logger[metadataKey: "operation"] = .string(op.id)
+        let logger = context.logger
         let facts = RequestFacts.current
         facts?.set(operation: op)
         var rateHeaders: [(HTTPField.Name, String)] = []
@@ -229,7 +228,6 @@ public struct APIRuntime: Sendable {
                     throw await refuse(.csrfRejected, problem, p)
                 }
                 principal = p
-                logger[metadataKey: "principal"] = .string(p.id)
                 facts?.set(principal: p.id)
                 if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
                     let problem = Problem(
@@ -592,11 +590,11 @@ public struct APIRuntime: Sendable {
                     try await writer.finish(nil)
                 })
         }
-        if out.body.isEmpty {
+        if !out.hasBody {
             if out.status != 204 && out.status != 304 { headers[.contentLength] = "0" }
             return Response(status: status, headers: headers)
         }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out.body)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: out.sharedBody ?? ByteBuffer(bytes: out.body)))
     }
 
     /// A problem for failures outside any operation (unknown route, wrong method).

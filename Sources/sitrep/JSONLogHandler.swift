@@ -7,11 +7,13 @@ import SitrepRuntime
 struct JSONLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level
+    var metadataProvider: Logger.MetadataProvider?
     let label: String
 
-    init(label: String, level: Logger.Level) {
+    init(label: String, level: Logger.Level, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
         self.logLevel = level
+        self.metadataProvider = metadataProvider
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -33,6 +35,7 @@ struct JSONLogHandler: LogHandler {
         w.raw(",\"logger\":")
         w.string(label)
         var all = metadata
+        if let provided = metadataProvider?.get(), !provided.isEmpty { all.merge(provided) { $1 } }
         if let explicit { all.merge(explicit) { $1 } }
         for key in all.keys.sorted() {
             w.raw(",")

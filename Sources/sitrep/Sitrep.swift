@@ -29,7 +29,9 @@ func loadConfiguration(needs: Configuration.Needs = .all) -> Configuration {
 
 func bootstrapLogging(_ config: Configuration) {
     let level = Logger.Level(rawValue: config.logLevel) ?? .info
-    LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+    LoggingSystem.bootstrap(
+        { label, provider in JSONLogHandler(label: label, level: level, metadataProvider: provider) },
+        metadataProvider: Logger.MetadataProvider.sitrepRequest)
 }
 
 /// Prints a one-line operator error and exits with code 1 (no stack trace).

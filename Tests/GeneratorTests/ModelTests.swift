@@ -114,6 +114,32 @@ struct RenderTests {
         #expect(operations.contains("return EncodedResponse(status: 200, contentType: \"text/event-stream\", stream: body)"))
     }
 
+    /// A GET's JSON answer with an `ETag` (a representation served many times unchanged) may also
+    /// be given encoded ahead; other answers with an `ETag` (a write's) may not.
+    @Test func revalidatedReadsCanBeAnsweredPreEncoded() throws {
+        let spec = Fixtures.mini.replacingOccurrences(
+            of: "          description: A page.\n",
+            with: "          description: A page.\n          headers:\n            ETag: {required: true, schema: {type: string}}\n")
+        #expect(spec != Fixtures.mini)
+        let operations = try #require(ServerRenderer.render(ModelBuilder.build(try Loader.load(text: spec)), specText: spec)["Operations.swift"])
+        #expect(operations.contains("case ok(NotePage, etag: String)"))
+        #expect(operations.contains("case okEncoded(Encoded<NotePage>, etag: String)"))
+        #expect(
+            operations.contains(
+                """
+                        case .okEncoded(let body, let etag):
+                            return try .json(200, body, headers: [(ResponseHeader.etag, etag)], validate: validate)
+                        case .ok(let body, let etag):
+                """))
+        // createNote's 201 carries an ETag too, but a write's answer is made once.
+        #expect(operations.contains("case created(Note, location: String, etag: String)"))
+        #expect(!operations.contains("createdEncoded"))
+        // Without the header, nothing changes.
+        let plain = try #require(
+            ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)["Operations.swift"])
+        #expect(!plain.contains("Encoded("))
+    }
+
     @Test func outputIsDeterministic() throws {
         let a = ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)
         let b = ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)

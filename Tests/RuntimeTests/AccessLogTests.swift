@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NIOCore
 import SitrepRuntime
 import Synchronization
 import Testing
@@ -16,6 +17,7 @@ struct CapturingLogHandler: LogHandler {
     let store: CapturedLogs
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .info
+    var metadataProvider: Logger.MetadataProvider? = nil
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
@@ -26,7 +28,7 @@ struct CapturingLogHandler: LogHandler {
         level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String,
         line: UInt
     ) {
-        let merged = metadata.merging(explicit ?? [:]) { _, new in new }
+        let merged = metadata.merging(metadataProvider?.get() ?? [:]) { _, new in new }.merging(explicit ?? [:]) { _, new in new }
         store.lines.withLock { $0.append((message.description, merged)) }
     }
 }
@@ -59,5 +61,30 @@ struct AccessLogTests {
         // Never a credential.
         let all = logs.lines.withLock { $0.map { "\($0.message) \($0.metadata)" }.joined(separator: "\n") }
         #expect(!all.contains("Bearer"))
+    }
+
+    /// A line written while a request runs (here the runtime's own, for an unexpected error) names
+    /// the request, its operation and its caller through the metadata provider, read when the line
+    /// is written; a line written outside any request names none.
+    @Test func linesWrittenDuringARequestNameItThroughTheMetadataProvider() async throws {
+        struct Boom: Error {}
+        let logs = CapturedLogs()
+        let logger = Logger(label: "sitrep.test") { _ in CapturingLogHandler(store: logs, metadataProvider: .sitrepRequest) }
+        try await makeApp(handler: FakeSignals(failWith: Boom()), logger: logger).test(.router) { client in
+            var headers = HTTPFields()
+            headers[.authorization] = "Bearer ingest"
+            headers[.xRequestID] = "trace-me-2"
+            headers[.contentType] = "application/json"
+            let body =
+                #"{"items":[{"source":"reuters","sourceId":"X1","title":"t","summary":"s","category":"economic","severity":"high","confidence":0.5,"modelVersion":"m1","publishedAt":"2026-11-26T08:00:00Z"}]}"#
+            let r = try await client.execute(uri: "/v1/signals", method: .post, headers: headers, body: ByteBuffer(string: body))
+            #expect(r.status == .internalServerError)
+        }
+        let failure = try #require(logs.lines.withLock { $0.first { $0.message == "unexpected error" } })
+        #expect(failure.metadata["requestId"] == "trace-me-2")
+        #expect(failure.metadata["operation"] == "ingestSignals" && failure.metadata["principal"] == "t:ingest")
+        logger.info("outside")
+        let outside = try #require(logs.lines.withLock { $0.first { $0.message == "outside" } })
+        #expect(outside.metadata["requestId"] == nil && outside.metadata["operation"] == nil)
     }
 }

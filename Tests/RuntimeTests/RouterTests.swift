@@ -3,6 +3,7 @@ import Generated
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import NIOCore
 import SitrepRuntime
 import Testing
 
@@ -335,5 +336,31 @@ struct RouterTests {
                 )
             }
         }
+    }
+}
+
+/// Bodies encoded ahead (`Encoded`, the `okEncoded` cases of revalidated reads).
+@Suite("encoded ahead")
+struct EncodedAheadTests {
+    @Test func theSameBytesGoOutFromOneSharedBufferCheckedLikeAnyOtherAnswer() throws {
+        let page = SignalPage(items: [FakeSignals().signal(FakeSignals.fixedId)], nextCursor: "abc")
+        let fresh = try ListSignals.Output.ok(page, etag: "\"l-1\"").encoded(validate: true)
+        let encoded = Encoded(page)
+        let ahead = try ListSignals.Output.okEncoded(encoded, etag: "\"l-1\"").encoded(validate: true)
+        let again = try ListSignals.Output.okEncoded(encoded, etag: "\"l-1\"").encoded(validate: true)
+        #expect(ahead.status == 200 && ahead.contentType == fresh.contentType && ahead.headers.map(\.1) == fresh.headers.map(\.1))
+        #expect(ahead.body == fresh.body && ahead.hasBody && encoded.count == fresh.body.count)
+        #expect(fresh.sharedBody == nil)
+        // Both answers send the one buffer: same storage, nothing copied.
+        let a = try #require(ahead.sharedBody)
+        let b = try #require(again.sharedBody)
+        #expect(a.withUnsafeReadableBytes { $0.baseAddress } == b.withUnsafeReadableBytes { $0.baseAddress })
+        // In test builds the bytes are decoded back as the operation's schema, as for `.ok`.
+        let bad = SignalPage(items: [FakeSignals(badConfidence: true).signal(FakeSignals.fixedId)], nextCursor: nil)
+        #expect(throws: ContractViolation.self) { try ListSignals.Output.okEncoded(Encoded(bad), etag: "x").encoded(validate: true) }
+        // Replacing the body drops the shared buffer.
+        var replaced = ahead
+        replaced.body = [1, 2]
+        #expect(replaced.sharedBody == nil && replaced.body == [1, 2])
     }
 }

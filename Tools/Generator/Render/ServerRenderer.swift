@@ -243,6 +243,12 @@ public enum ServerRenderer {
             }
             for h in r.headers { assoc.append("\(h.swiftName): String" + (h.required ? "" : "?")) }
             w.line("case \(r.caseName)" + (assoc.isEmpty ? "" : "(\(assoc.joined(separator: ", ")))"))
+            if let t = preEncodable(r, of: op) {
+                w.doc(
+                    "\(r.status), the same answer with the body encoded ahead (`Encoded`): for a representation served many times unchanged."
+                )
+                w.line("case \(r.caseName)Encoded(" + (["Encoded<\(TypeRendering.swiftType(t))>"] + assoc.dropFirst()).joined(separator: ", ") + ")")
+            }
         }
         w.close()
         w.close()
@@ -355,20 +361,27 @@ public enum ServerRenderer {
             }
             for h in r.headers { binds.append("let \(h.swiftName)") }
             let pattern = "case .\(r.caseName)" + (binds.isEmpty ? "" : "(\(binds.joined(separator: ", ")))") + ":"
-            w.line(pattern)
             let required = r.headers.filter(\.required).map { "(ResponseHeader.\(Naming.lowerCamel($0.name)), \($0.swiftName))" }
             let optional = r.headers.filter { !$0.required }
+            var headerLines: [String] = []
             let headersExpr: String
             if optional.isEmpty {
                 headersExpr = "[\(required.joined(separator: ", "))]"
             } else {
-                w.line("    var headers: [(HTTPField.Name, String)] = [\(required.joined(separator: ", "))]")
+                headerLines.append("    var headers: [(HTTPField.Name, String)] = [\(required.joined(separator: ", "))]")
                 for h in optional {
-                    w.line("    if let \(h.swiftName) { headers.append((ResponseHeader.\(Naming.lowerCamel(h.name)), \(h.swiftName))) }")
+                    headerLines.append("    if let \(h.swiftName) { headers.append((ResponseHeader.\(Naming.lowerCamel(h.name)), \(h.swiftName))) }")
                 }
                 headersExpr = "headers"
             }
             let hArg = headersExpr == "[]" ? "" : ", headers: \(headersExpr)"
+            if preEncodable(r, of: op) != nil {
+                w.line(pattern.replacingOccurrences(of: "case .\(r.caseName)", with: "case .\(r.caseName)Encoded"))
+                for l in headerLines { w.line(l) }
+                w.line("    return try .json(\(r.status), body\(hArg), validate: validate)")
+            }
+            w.line(pattern)
+            for l in headerLines { w.line(l) }
             switch r.body {
             case .json(let t):
                 _ = t
@@ -386,6 +399,16 @@ public enum ServerRenderer {
         w.line("}")
         w.close()
         w.close()
+    }
+
+    /// The body type of a response a handler may also give encoded ahead (`case okEncoded(Encoded<T>, …)`):
+    /// a GET's JSON answer that carries an `ETag`, i.e. a representation that is served many times
+    /// unchanged and revalidated (cached aggregates and pages).
+    static func preEncodable(_ r: ResponseIR, of op: OperationModel) -> TypeIR? {
+        guard op.method.lowercased() == "get", case .json(let t) = r.body, r.headers.contains(where: { $0.name.lowercased() == "etag" }) else {
+            return nil
+        }
+        return t
     }
 
     // MARK: Protocols.swift
