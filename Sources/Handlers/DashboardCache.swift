@@ -28,6 +28,15 @@ final class DashboardCache: Sendable {
 
     init(ttl: Duration) { self.ttl = ttl }
 
+    /// The snapshot while it is fresh: a hit costs one lock and allocates nothing.
+    func fresh(viewerOnly: Bool) -> Snapshot? {
+        let now = ContinuousClock.now
+        return state.withLock { s in
+            guard let snap = s.snapshots[viewerOnly], now - snap.computedAt < ttl else { return nil }
+            return snap
+        }
+    }
+
     func snapshot(viewerOnly: Bool, compute: @escaping @Sendable () async throws -> Dashboard) async throws -> Snapshot {
         let now = ContinuousClock.now
         let ttl = self.ttl

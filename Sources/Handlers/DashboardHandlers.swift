@@ -6,15 +6,23 @@ import SitrepRuntime
 extension SitrepHandlers {
     public func getDashboard(_ input: GetDashboard.Input, context: OperationContext) async throws -> GetDashboard.Output {
         // Viewers see only approved or distributed briefings, so they get their own copy.
-        let viewerOnly = context.caller.roles.isDisjoint(with: ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"])
-        let snapshot = try await dashboardCache.snapshot(viewerOnly: viewerOnly) {
-            try await database { try await computeDashboard(viewerOnly: viewerOnly, context: context) }
+        let viewerOnly = context.caller.roles.isDisjoint(with: Self.fullDashboardRoles)
+        let snapshot: DashboardCache.Snapshot
+        if let hit = dashboardCache.fresh(viewerOnly: viewerOnly) {
+            snapshot = hit
+        } else {
+            snapshot = try await dashboardCache.snapshot(viewerOnly: viewerOnly) {
+                try await database { try await computeDashboard(viewerOnly: viewerOnly, context: context) }
+            }
         }
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: snapshot.etag) {
             return .notModified(etag: snapshot.etag)
         }
         return .okEncoded(snapshot.body, etag: snapshot.etag)
     }
+
+    /// Roles that see every briefing on the dashboard.
+    static let fullDashboardRoles: Set<String> = ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"]
 
     /// The aggregate, fresh from PostgreSQL (four queries run concurrently on the pool).
     func computeDashboard(viewerOnly: Bool, context: OperationContext) async throws -> Dashboard {

@@ -63,9 +63,21 @@ public struct OperationContext: Sendable {
     /// The authenticated caller; nil only for operations whose spec declares `security: []`.
     public let principal: Principal?
     public let requestId: String
-    public let clientAddress: String?
     public let logger: Logger
     public let receivedAt: Date
+    /// Where ``clientAddress`` comes from: given, or the connection (formatted on first use only).
+    private let peer: Peer
+    private enum Peer: Sendable {
+        case given(String?)
+        case connection(any Channel)
+    }
+    /// The caller's IP address.
+    public var clientAddress: String? {
+        switch peer {
+        case .given(let address): address
+        case .connection(let channel): channel.remoteAddress?.ipAddress
+        }
+    }
     /// For `x-idempotency` operations with a transactional store: the open transaction (a
     /// `PostgresConnection` in `sitrep serve`) the handler must write its effect in, so the
     /// effect commits together with the idempotency key. nil otherwise.
@@ -76,9 +88,18 @@ public struct OperationContext: Sendable {
         self.operation = operation
         self.principal = principal
         self.requestId = requestId
-        self.clientAddress = clientAddress
+        self.peer = .given(clientAddress)
         self.logger = logger
         self.receivedAt = receivedAt
+    }
+
+    init(operation: OperationInfo, principal: Principal?, requestId: String, connection: any Channel, logger: Logger) {
+        self.operation = operation
+        self.principal = principal
+        self.requestId = requestId
+        self.peer = .connection(connection)
+        self.logger = logger
+        self.receivedAt = Date()
     }
 
     /// The caller, for operations that require authentication (always set there).

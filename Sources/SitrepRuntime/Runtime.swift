@@ -10,13 +10,18 @@ public struct SitrepRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     /// `X-Request-ID` taken from the request (when sane) or made; set by `RequestIDMiddleware`.
     public var requestId: String
-    public let clientAddress: String?
+    /// The connection, for ``clientAddress``: the address is formatted only when something asks
+    /// (rate-limit keys of anonymous callers, security events), not for every request.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.requestId = ""
-        self.clientAddress = source.channel.remoteAddress?.ipAddress
+        self.channel = source.channel
     }
+
+    /// The peer's IP address.
+    public var clientAddress: String? { channel.remoteAddress?.ipAddress }
 
     /// The runtime collects bodies itself with its own limit and 413 problem.
     public var maxUploadSize: Int { Int.max }
@@ -295,7 +300,7 @@ public struct APIRuntime: Sendable {
                 path: Self.pathParameters(context), query: Self.parseQuery(request.uri.query), headers: request.headers,
                 json: json, rawBody: raw, bodyStream: stream, contentType: contentType)
             let opContext = OperationContext(
-                operation: op, principal: principal, requestId: requestId, clientAddress: context.clientAddress, logger: logger)
+                operation: op, principal: principal, requestId: requestId, connection: context.channel, logger: logger)
 
             // 4. Idempotency, around 5. the handler.
             let out: EncodedResponse
@@ -346,12 +351,11 @@ public struct APIRuntime: Sendable {
             throw ProblemError(Problem.internalError())
         }
         if op.security.contains("bearerAuth"), let auth = request.headers[.authorization] {
-            let parts = auth.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+            guard let token = Self.bearerToken(auth) else {
                 throw ProblemError(unauthorized(error: "invalid_request", description: "Authorization must be 'Bearer <token>'."))
             }
             do {
-                var p = try await authenticator.authenticate(bearerToken: String(parts[1]))
+                var p = try await authenticator.authenticate(bearerToken: token)
                 p.scheme = "bearerAuth"
                 return p
             } catch let f as AuthenticationFailure {
@@ -370,6 +374,21 @@ public struct APIRuntime: Sendable {
             throw ProblemError(unauthorized(error: "invalid_token", description: "The session is not valid; sign in again."))
         }
         throw ProblemError(unauthorized(error: nil, description: "Authentication is required: send a bearer token or a session cookie."))
+    }
+
+    /// The token of `Bearer <token>` (the scheme in any case, RFC 9110 §11.1), or nil when the
+    /// value is not that. Read without splitting or case-mapping copies.
+    static func bearerToken(_ value: String) -> String? {
+        let u = value.utf8
+        guard u.count > 7 else { return nil }
+        var i = u.startIndex
+        for expected in "bearer".utf8 {
+            guard u[i] | 0x20 == expected else { return nil }
+            i = u.index(after: i)
+        }
+        guard u[i] == UInt8(ascii: " ") else { return nil }
+        let rest = value[u.index(after: i)...]
+        return rest.isEmpty ? nil : String(rest)
     }
 
     /// Why a cookie-authenticated request looks cross-site, or nil. Safe methods never change
