@@ -20,14 +20,21 @@ public enum ConditionalRequest {
     /// `*`, or any listed tag equal once a `W/` prefix is ignored.
     public static func ifNoneMatch(_ header: String?, matches etag: String) -> Bool {
         guard let header else { return false }
-        let target = etag.hasPrefix("W/") ? String(etag.dropFirst(2)) : etag
-        for raw in header.split(separator: ",") {
-            var tag = raw.trimmingCharacters(in: .whitespaces)
-            if tag == "*" { return true }
-            if tag.hasPrefix("W/") { tag = String(tag.dropFirst(2)) }
-            if tag == target { return true }
+        var target = etag.utf8[...]
+        if target.starts(with: "W/".utf8) { target = target.dropFirst(2) }
+        // Read in place: no splitting, trimming or copies (this runs on every poll).
+        var rest = header.utf8[...]
+        while true {
+            let end = rest.firstIndex(of: UInt8(ascii: ",")) ?? rest.endIndex
+            var tag = rest[rest.startIndex..<end]
+            while let c = tag.first, c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") { tag = tag.dropFirst() }
+            while let c = tag.last, c == UInt8(ascii: " ") || c == UInt8(ascii: "\t") { tag = tag.dropLast() }
+            if tag.elementsEqual("*".utf8) { return true }
+            if tag.starts(with: "W/".utf8) { tag = tag.dropFirst(2) }
+            if tag.elementsEqual(target) { return true }
+            guard end < rest.endIndex else { return false }
+            rest = rest[rest.index(after: end)...]
         }
-        return false
     }
 
     /// A strong tag for a representation: `"<prefix>-<16 hex digits of SHA-256>"` of the parts.

@@ -164,8 +164,13 @@ public struct RequestParts: Sendable {
     }
 
     public func header(_ name: String) -> Substring? {
-        guard let n = HTTPField.Name(name), let v = headers[n] else { return nil }
-        return Substring(v)
+        guard let n = HTTPField.Name(name) else { return nil }
+        return header(n)
+    }
+
+    /// A header's value (several fields of one name joined with `, `).
+    public func header(_ name: HTTPField.Name) -> Substring? {
+        headers[name].map { Substring($0) }
     }
 }
 

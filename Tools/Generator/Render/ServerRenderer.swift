@@ -277,8 +277,15 @@ public enum ServerRenderer {
             )
             body.close()
         }
+        // Header names are made once (an `HTTPField.Name` checks and lowercases its text).
+        var headerDecls: [String] = []
+        func headerName(_ p: ParameterIR) -> String {
+            let decl = "static let header_\(p.swiftName) = HTTPField.Name(\(SwiftLiteral.string(p.name)))!"
+            if !headerDecls.contains(decl) { headerDecls.append(decl) }
+            return "Self.header_\(p.swiftName)"
+        }
         for p in otherParams where isIfMatch(p) {
-            body.open("guard parts.header(\(SwiftLiteral.string(p.name))) != nil else")
+            body.open("guard parts.header(\(headerName(p))) != nil else")
             body.line("throw ProblemError(.preconditionRequired())")
             body.close()
         }
@@ -293,7 +300,7 @@ public enum ServerRenderer {
                     switch p.location {
                     case .query: raw = "parts.queryValue(\(SwiftLiteral.string(p.name)))"
                     case .cookie: raw = "parts.cookie(\(SwiftLiteral.string(p.name)))"
-                    case .header, .path: raw = "parts.header(\(SwiftLiteral.string(p.name)))"
+                    case .header, .path: raw = "parts.header(\(headerName(p)))"
                     }
                 }
                 let f = TypeRendering.paramDecode(p.type, raw: raw, p: ptr, ruleBase: "rule_\(p.swiftName)", rules: &rules)
@@ -326,7 +333,7 @@ public enum ServerRenderer {
                 body.line("let _body = parts.rawBody ?? []")
             }
         }
-        for d in rules.decls { w.line(d) }
+        for d in rules.decls + headerDecls { w.line(d) }
         w.line()
         w.open("public static func decode(_ parts: RequestParts) throws -> Self")
         if fields.isEmpty { w.line("_ = parts") }
