@@ -36,7 +36,12 @@ public struct Problem: Sendable, Equatable, Error {
     public var instance: String?
     public var code: String
     public var requestId: String
-    public var errors: [FieldError]?
+    /// At most ``maxListedErrors`` (longer lists are cut, whether given to `init` or assigned).
+    public var errors: [FieldError]? {
+        didSet {
+            if let e = errors, e.count > Problem.maxListedErrors { errors = Array(e.prefix(Problem.maxListedErrors)) }
+        }
+    }
     /// Response headers that belong with this problem (`WWW-Authenticate`, `Retry-After`, `Allow`).
     public var headers: [(HTTPField.Name, String)]
 
@@ -147,7 +152,7 @@ extension Problem: JSONEncodable {
         w.string(requestId)
         if let errors {
             w.raw(",\"errors\":[")
-            for (i, e) in errors.prefix(Problem.maxListedErrors).enumerated() {
+            for (i, e) in errors.enumerated() {
                 if i > 0 { w.raw(",") }
                 w.raw("{\"pointer\":")
                 w.string(e.pointer)

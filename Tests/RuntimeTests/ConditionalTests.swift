@@ -19,3 +19,19 @@ struct ConditionalTests {
         #expect(!ConditionalRequest.ifNoneMatch(nil, matches: #""d-1""#))
     }
 }
+
+/// The contract's `Problem.errors` has `maxItems: 100`.
+@Suite("problem errors")
+struct ProblemErrorsTests {
+    @Test func atMostTheContractsMaximumIsListedWhetherGivenOrAssigned() {
+        let many = (0..<250).map { FieldError(pointer: "/body/items/\($0)", message: "must not be empty") }
+        var p = Problem(status: 422, code: "validation.failed", errors: many)
+        #expect(p.errors?.count == Problem.maxListedErrors && p.errors?.last?.pointer == "/body/items/99")
+        p.errors = many
+        #expect(p.errors?.count == Problem.maxListedErrors)
+        let text = String(decoding: p.jsonBytes(), as: UTF8.self)
+        #expect(text.contains(#""/body/items/99""#) && !text.contains(#""/body/items/100""#))
+        p.errors = Array(many.prefix(3))
+        #expect(p.errors?.count == 3)
+    }
+}

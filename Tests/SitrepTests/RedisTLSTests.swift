@@ -76,18 +76,15 @@ private enum RedisTLSTestEnvironment {
         return configuration
     }
 
-    /// A started TLS server with a password, its certificates, and a clean-up for both.
-    static func startServer() async throws -> (PrivateRedisServer, RedisTestCertificates) {
+    /// Runs `body` against a started TLS server with a password and its certificates, and removes
+    /// both afterwards, whatever `body` did.
+    static func withServer(_ body: (PrivateRedisServer, RedisTestCertificates) async throws -> Void) async throws {
         let certificates = try await offCooperativePool { try RedisTestCertificates.make() }
+        defer { certificates.remove() }
         let server = try PrivateRedisServer.make(password: "tls-pw", tls: certificates)
-        do {
-            try await server.startAsync()
-        } catch {
-            server.remove()
-            certificates.remove()
-            throw error
-        }
-        return (server, certificates)
+        defer { server.remove() }
+        try await server.startAsync()
+        try await body(server, certificates)
     }
 
     /// Sends PING expecting a connection error, returns it and how long it took.
@@ -110,180 +107,163 @@ private enum RedisTLSTestEnvironment {
     .enabled(if: RedisTLSTestEnvironment.isAvailable, "redis-server, redis-cli or openssl is not on the PATH"))
 struct RedisTLSTests {
     @Test func commandsAuthAndSelectGoOverTLS() async throws {
-        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
-        defer {
-            server.remove()
-            certificates.remove()
+        try await RedisTLSTestEnvironment.withServer { server, certificates in
+            let configuration = try RedisTLSTestEnvironment.configuration(
+                server, caFile: certificates.caFile, url: server.url + "/3")
+            #expect(configuration.description == "rediss://:***@localhost:\(server.port)/3")
+            let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
+            defer { Task { await redis.shutdown() } }
+
+            try await redis.ping()
+            // AUTH and SELECT went through the tunnel on connect.
+            #expect(try await redis.send(["CLIENT", "INFO"]).string?.contains(" db=3 ") == true)
+            let key = "tls:\(UUID().uuidString)"
+            #expect(try await redis.send(["SET", key, "over TLS", "PX", "60000"]) == .status("OK"))
+            #expect(try await redis.send(["GET", key]).string == "over TLS")
+
+            // Binary-safe, and far larger than one TLS record (16 KiB), a socket buffer or the relay's
+            // write buffer (so the relay has to hold back reads in both directions).
+            let big = (0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+            #expect(try await redis.send([Array("SET".utf8), Array(key.utf8), big]) == .status("OK"))
+            #expect(try await redis.send([Array("GET".utf8), Array(key.utf8)]) == .bulk(big))
+
+            // Many calls at once: the pool opens several tunnels and uses them concurrently.
+            let counter = key + ":n"
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<40 { group.addTask { _ = try await redis.send(["INCR", counter]) } }
+                try await group.waitForAll()
+            }
+            #expect(try await redis.send(["GET", counter]).int == 40)
+            let clients = try await redis.send(["CLIENT", "LIST"]).string ?? ""
+            #expect(clients.split(separator: "\n").count >= 2, "\(clients)")
+            _ = try await redis.send(["DEL", key, counter])
         }
-        let configuration = try RedisTLSTestEnvironment.configuration(
-            server, caFile: certificates.caFile, url: server.url + "/3")
-        #expect(configuration.description == "rediss://:***@localhost:\(server.port)/3")
-        let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
-        defer { Task { await redis.shutdown() } }
-
-        try await redis.ping()
-        // AUTH and SELECT went through the tunnel on connect.
-        #expect(try await redis.send(["CLIENT", "INFO"]).string?.contains(" db=3 ") == true)
-        let key = "tls:\(UUID().uuidString)"
-        #expect(try await redis.send(["SET", key, "over TLS", "PX", "60000"]) == .status("OK"))
-        #expect(try await redis.send(["GET", key]).string == "over TLS")
-
-        // Binary-safe, and far larger than one TLS record (16 KiB), a socket buffer or the relay's
-        // write buffer (so the relay has to hold back reads in both directions).
-        let big = (0..<4_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
-        #expect(try await redis.send([Array("SET".utf8), Array(key.utf8), big]) == .status("OK"))
-        #expect(try await redis.send([Array("GET".utf8), Array(key.utf8)]) == .bulk(big))
-
-        // Many calls at once: the pool opens several tunnels and uses them concurrently.
-        let counter = key + ":n"
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<40 { group.addTask { _ = try await redis.send(["INCR", counter]) } }
-            try await group.waitForAll()
-        }
-        #expect(try await redis.send(["GET", counter]).int == 40)
-        let clients = try await redis.send(["CLIENT", "LIST"]).string ?? ""
-        #expect(clients.split(separator: "\n").count >= 2, "\(clients)")
-        _ = try await redis.send(["DEL", key, counter])
     }
 
     @Test func closingEitherSideClosesTheOther() async throws {
-        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
-        defer {
-            server.remove()
-            certificates.remove()
-        }
-        let configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
-        let observer = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
-        defer { Task { await observer.shutdown() } }
-        try await observer.ping()
-
-        // The client shuts down (hiredis frees its contexts): the server sees its TLS
-        // connections go, leaving only the observer's.
-        let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<8 { group.addTask { try await redis.ping() } }
-            try await group.waitForAll()
-        }
-        #expect(try await Self.connectedClients(observer) >= 2)
-        await redis.shutdown()
-        try await Self.waitUntil("the server to drop the closed client's connections") {
-            try await Self.connectedClients(observer) == 1
-        }
-
-        // The server restarts (closing every TLS connection): the pooled connection is
-        // seen as closed before reuse, so the first call after the restart succeeds.
-        try await server.stopAsync()
-        do {
+        try await RedisTLSTestEnvironment.withServer { server, certificates in
+            let configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
+            let observer = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
+            defer { Task { await observer.shutdown() } }
             try await observer.ping()
-            Issue.record("PING succeeded while the server was down")
-        } catch {
-            #expect(error.kind == .connection, "\(error)")
-            #expect(error.message.contains("localhost:\(server.port)"), "\(error)")
+
+            // The client shuts down (hiredis frees its contexts): the server sees its TLS
+            // connections go, leaving only the observer's.
+            let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 { group.addTask { try await redis.ping() } }
+                try await group.waitForAll()
+            }
+            #expect(try await Self.connectedClients(observer) >= 2)
+            await redis.shutdown()
+            try await Self.waitUntil("the server to drop the closed client's connections") {
+                try await Self.connectedClients(observer) == 1
+            }
+
+            // The server restarts (closing every TLS connection): the pooled connection is
+            // seen as closed before reuse, so the first call after the restart succeeds.
+            try await server.stopAsync()
+            do throws(RedisError) {
+                try await observer.ping()
+                Issue.record("PING succeeded while the server was down")
+            } catch {
+                #expect(error.kind == .connection, "\(error)")
+                #expect(error.message.contains("localhost:\(server.port)"), "\(error)")
+            }
+            try await server.startAsync()
+            try await observer.ping()
+            #expect(try await observer.send(["CLIENT", "INFO"]).string?.contains("cmd=client") == true)
         }
-        try await server.startAsync()
-        try await observer.ping()
-        #expect(try await observer.send(["CLIENT", "INFO"]).string?.contains("cmd=client") == true)
     }
 
     @Test func aServerThatStopsAnsweringTimesOutTheCommand() async throws {
-        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
-        defer {
-            try? server.signal("CONT")
-            server.remove()
-            certificates.remove()
-        }
-        var configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
-        configuration.commandTimeout = .seconds(1)
-        let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
-        defer { Task { await redis.shutdown() } }
-        try await redis.ping()
-
-        try server.signal("STOP")
-        let clock = ContinuousClock()
-        let start = clock.now
-        do {
+        try await RedisTLSTestEnvironment.withServer { server, certificates in
+            // Resumed before the server is removed (it was stopped with SIGSTOP).
+            defer { try? server.signal("CONT") }
+            var configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
+            configuration.commandTimeout = .seconds(1)
+            let redis = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
+            defer { Task { await redis.shutdown() } }
             try await redis.ping()
-            Issue.record("PING answered by a stopped server")
-        } catch {
-            #expect(error.kind == .timeout, "\(error)")
+
+            try server.signal("STOP")
+            let clock = ContinuousClock()
+            let start = clock.now
+            do throws(RedisError) {
+                try await redis.ping()
+                Issue.record("PING answered by a stopped server")
+            } catch {
+                #expect(error.kind == .timeout, "\(error)")
+            }
+            #expect(clock.now - start < .seconds(2))
+            try server.signal("CONT")
+            try await redis.ping()  // on a new connection: the timed-out one was dropped
         }
-        #expect(clock.now - start < .seconds(2))
-        try server.signal("CONT")
-        try await redis.ping()  // on a new connection: the timed-out one was dropped
     }
 
     @Test func subscriberReceivesMessagesOverTLS() async throws {
-        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
-        defer {
-            server.remove()
-            certificates.remove()
-        }
-        let configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
-        let publisher = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
-        let subscriber = RedisSubscriber(
-            configuration: configuration, channels: ["tls:news"], logger: RedisTLSTestEnvironment.logger)
-        let events = Recorded(subscriber.events())
-        defer {
-            Task {
-                await subscriber.shutdown(); await publisher.shutdown()
+        try await RedisTLSTestEnvironment.withServer { server, certificates in
+            let configuration = try RedisTLSTestEnvironment.configuration(server, caFile: certificates.caFile)
+            let publisher = RedisClient(configuration: configuration, logger: RedisTLSTestEnvironment.logger)
+            let subscriber = RedisSubscriber(
+                configuration: configuration, channels: ["tls:news"], logger: RedisTLSTestEnvironment.logger)
+            let events = Recorded(subscriber.events())
+            defer {
+                Task {
+                    await subscriber.shutdown(); await publisher.shutdown()
+                }
             }
+            try await Self.waitUntil("the subscriber to subscribe") { events.all.contains(.subscribed) }
+            let payload = Array("über TLS \u{1F512}".utf8) + [0, 255, 10]
+            #expect(try await publisher.send([Array("PUBLISH".utf8), Array("tls:news".utf8), payload]) == .integer(1))
+            try await Self.waitUntil("the message") { events.all.contains(.message(channel: "tls:news", payload: payload)) }
+            #expect(!events.all.contains { if case .disconnected = $0 { true } else { false } }, "\(events.all)")
         }
-        try await Self.waitUntil("the subscriber to subscribe") { events.all.contains(.subscribed) }
-        let payload = Array("über TLS \u{1F512}".utf8) + [0, 255, 10]
-        #expect(try await publisher.send([Array("PUBLISH".utf8), Array("tls:news".utf8), payload]) == .integer(1))
-        try await Self.waitUntil("the message") { events.all.contains(.message(channel: "tls:news", payload: payload)) }
-        #expect(!events.all.contains { if case .disconnected = $0 { true } else { false } }, "\(events.all)")
     }
 
     @Test func anUntrustedCertificateFailsQuicklyAndSaysWhy() async throws {
-        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
-        defer {
-            server.remove()
-            certificates.remove()
-        }
-        // A CA that did not sign the server's certificate.
-        let (error, elapsed) = try await RedisTLSTestEnvironment.failingPing(
-            RedisTLSTestEnvironment.configuration(server, caFile: certificates.otherCAFile))
-        #expect(error.kind == .connection)
-        #expect(error.message.contains("localhost:\(server.port)"), "\(error)")
-        #expect(error.message.contains("certificate verify failed"), "\(error)")
-        #expect(error.message.contains("CERTIFICATE_VERIFY_FAILED"), "\(error)")
-        #expect(error.message.contains(certificates.otherCAFile), "\(error)")
-        #expect(elapsed < .seconds(2), "\(elapsed)")
+        try await RedisTLSTestEnvironment.withServer { server, certificates in
+            // A CA that did not sign the server's certificate.
+            let (error, elapsed) = try await RedisTLSTestEnvironment.failingPing(
+                RedisTLSTestEnvironment.configuration(server, caFile: certificates.otherCAFile))
+            #expect(error.kind == .connection)
+            #expect(error.message.contains("localhost:\(server.port)"), "\(error)")
+            #expect(error.message.contains("certificate verify failed"), "\(error)")
+            #expect(error.message.contains("CERTIFICATE_VERIFY_FAILED"), "\(error)")
+            #expect(error.message.contains(certificates.otherCAFile), "\(error)")
+            #expect(elapsed < .seconds(2), "\(elapsed)")
 
-        // The system trust roots do not know the test CA either.
-        let (systemError, _) = try await RedisTLSTestEnvironment.failingPing(
-            RedisTLSTestEnvironment.configuration(server, caFile: nil))
-        #expect(systemError.message.contains("certificate verify failed"), "\(systemError)")
-        #expect(systemError.message.contains("the system trust roots"), "\(systemError)")
+            // The system trust roots do not know the test CA either.
+            let (systemError, _) = try await RedisTLSTestEnvironment.failingPing(
+                RedisTLSTestEnvironment.configuration(server, caFile: nil))
+            #expect(systemError.message.contains("certificate verify failed"), "\(systemError)")
+            #expect(systemError.message.contains("the system trust roots"), "\(systemError)")
 
-        // The subscriber reports the same reason while it retries.
-        let subscriber = RedisSubscriber(
-            configuration: try RedisTLSTestEnvironment.configuration(server, caFile: certificates.otherCAFile),
-            channels: ["tls:never"], logger: RedisTLSTestEnvironment.logger)
-        let events = Recorded(subscriber.events())
-        defer { Task { await subscriber.shutdown() } }
-        try await Self.waitUntil("the subscriber to report the failure") {
-            events.all.contains { event in
-                if case .disconnected(let reason) = event { reason.contains("certificate verify failed") } else { false }
+            // The subscriber reports the same reason while it retries.
+            let subscriber = RedisSubscriber(
+                configuration: try RedisTLSTestEnvironment.configuration(server, caFile: certificates.otherCAFile),
+                channels: ["tls:never"], logger: RedisTLSTestEnvironment.logger)
+            let events = Recorded(subscriber.events())
+            defer { Task { await subscriber.shutdown() } }
+            try await Self.waitUntil("the subscriber to report the failure") {
+                events.all.contains { event in
+                    if case .disconnected(let reason) = event { reason.contains("certificate verify failed") } else { false }
+                }
             }
         }
     }
 
     @Test func aCertificateForAnotherNameIsRefused() async throws {
-        let (server, certificates) = try await RedisTLSTestEnvironment.startServer()
-        defer {
-            server.remove()
-            certificates.remove()
+        try await RedisTLSTestEnvironment.withServer { server, certificates in
+            // Signed by the trusted CA, but it names `localhost`, not the address 127.0.0.1.
+            let (error, elapsed) = try await RedisTLSTestEnvironment.failingPing(
+                RedisTLSTestEnvironment.configuration(
+                    server, caFile: certificates.caFile, url: "rediss://:tls-pw@127.0.0.1:\(server.port)"))
+            #expect(error.kind == .connection)
+            #expect(error.message.contains("127.0.0.1:\(server.port)"), "\(error)")
+            #expect(error.message.contains("not valid for the host name '127.0.0.1'"), "\(error)")
+            #expect(elapsed < .seconds(2), "\(elapsed)")
         }
-        // Signed by the trusted CA, but it names `localhost`, not the address 127.0.0.1.
-        let (error, elapsed) = try await RedisTLSTestEnvironment.failingPing(
-            RedisTLSTestEnvironment.configuration(
-                server, caFile: certificates.caFile, url: "rediss://:tls-pw@127.0.0.1:\(server.port)"))
-        #expect(error.kind == .connection)
-        #expect(error.message.contains("127.0.0.1:\(server.port)"), "\(error)")
-        #expect(error.message.contains("not valid for the host name '127.0.0.1'"), "\(error)")
-        #expect(elapsed < .seconds(2), "\(elapsed)")
     }
 
     @Test func aPlainTextPortFailsWithinTheConnectTimeout() async throws {
