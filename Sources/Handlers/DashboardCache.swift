@@ -5,7 +5,14 @@ import Synchronization
 
 /// The dashboard aggregate, recomputed at most once per `ttl` per audience and shared by every
 /// request in between: the landing page is polled by everyone at once, and an `If-None-Match`
-/// hit then costs no query and no encoding. Concurrent misses wait for one computation.
+/// hit then costs no query and no encoding.
+///
+/// Once `ttl` has passed, the next request starts one recomputation and, while it runs, every
+/// request (that one included) is answered from the last snapshot, for up to `staleLimit` past
+/// `ttl`: nobody waits for the aggregate's queries except when there is no recent snapshot at
+/// all (the first request, or after `staleLimit`, e.g. while PostgreSQL is down), and then
+/// concurrent requests wait for one computation. Counts are still those of the snapshot's
+/// `generatedAt`, as the contract says. With `ttl` zero every request computes.
 ///
 /// A hit is one lock acquisition (no actor hop): at tens of thousands of polls per second the
 /// hop to an actor's executor and back was a noticeable share of each request.
@@ -24,9 +31,15 @@ final class DashboardCache: Sendable {
     }
 
     let ttl: Duration
+    /// How long past `ttl` a snapshot may still answer while the next one is computed.
+    let staleLimit: Duration
     private let state = Mutex(State())
 
-    init(ttl: Duration) { self.ttl = ttl }
+    /// `staleLimit` defaults to 15 × `ttl` (30 s for the default 2 s).
+    init(ttl: Duration, staleLimit: Duration? = nil) {
+        self.ttl = ttl
+        self.staleLimit = staleLimit ?? ttl * 15
+    }
 
     /// The snapshot while it is fresh: a hit costs one lock and allocates nothing.
     func fresh(viewerOnly: Bool) -> Snapshot? {
@@ -39,39 +52,51 @@ final class DashboardCache: Sendable {
 
     func snapshot(viewerOnly: Bool, compute: @escaping @Sendable () async throws -> Dashboard) async throws -> Snapshot {
         let now = ContinuousClock.now
-        let ttl = self.ttl
         enum Next {
             case ready(Snapshot)
-            case wait(Task<Snapshot, any Error>, owner: Bool)
+            case wait(Task<Snapshot, any Error>)
         }
         let next: Next = state.withLock { s in
-            if let snap = s.snapshots[viewerOnly], now - snap.computedAt < ttl { return .ready(snap) }
-            if let task = s.inFlight[viewerOnly] { return .wait(task, owner: false) }
-            let task = Task { () async throws -> Snapshot in
-                let d = try await compute()
-                // The tag names the content, not the moment: an unchanged aggregate keeps its
-                // ETag across recomputations, so pollers keep getting 304.
-                var content = d
-                content.generatedAt = Date(timeIntervalSince1970: 0)
-                return Snapshot(
-                    dashboard: d, body: Encoded(d, capacity: 2048),
-                    etag: ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048)), computedAt: .now)
+            let last = s.snapshots[viewerOnly]
+            if let last, now - last.computedAt < ttl { return .ready(last) }
+            let task: Task<Snapshot, any Error>
+            if let running = s.inFlight[viewerOnly] {
+                task = running
+            } else {
+                // Created under the lock, so its own clean-up (which takes the lock) runs after
+                // it is registered here.
+                task = Task { try await self.recompute(viewerOnly: viewerOnly, compute) }
+                s.inFlight[viewerOnly] = task
             }
-            s.inFlight[viewerOnly] = task
-            return .wait(task, owner: true)
+            if let last, now - last.computedAt < ttl + staleLimit { return .ready(last) }
+            return .wait(task)
         }
         switch next {
-        case .ready(let snap):
-            return snap
-        case .wait(let task, let owner):
-            let result = await task.result
-            if owner {
-                state.withLock { s in
-                    s.inFlight[viewerOnly] = nil
-                    if case .success(let snap) = result { s.snapshots[viewerOnly] = snap }
-                }
-            }
-            return try result.get()
+        case .ready(let snapshot): return snapshot
+        case .wait(let task): return try await task.value
         }
+    }
+
+    /// Computes a snapshot and keeps it (whoever waits for it, if anyone).
+    private func recompute(viewerOnly: Bool, _ compute: @Sendable () async throws -> Dashboard) async throws -> Snapshot {
+        let result: Result<Snapshot, any Error>
+        do {
+            let d = try await compute()
+            // The tag names the content, not the moment: an unchanged aggregate keeps its ETag
+            // across recomputations, so pollers keep getting 304.
+            var content = d
+            content.generatedAt = Date(timeIntervalSince1970: 0)
+            result = .success(
+                Snapshot(
+                    dashboard: d, body: Encoded(d, capacity: 2048),
+                    etag: ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048)), computedAt: .now))
+        } catch {
+            result = .failure(error)
+        }
+        state.withLock { s in
+            s.inFlight[viewerOnly] = nil
+            if case .success(let snap) = result { s.snapshots[viewerOnly] = snap }
+        }
+        return try result.get()
     }
 }

@@ -51,25 +51,23 @@ extension SitrepHandlers {
             latestBriefing: try await briefing, actions: try await actions)
     }
 
-    /// Counts keyed `severity:<v>`, `category:<v>`, `status:<v>` in one grouped scan, and the total.
+    /// Counts keyed `severity:<v>`, `category:<v>`, `status:<v>`, and the total: one index-only
+    /// scan of the window (`signals_published_cover_idx`) grouped by all three (at most 128
+    /// groups), summed here.
     func signalStats(since: Date, context: OperationContext) async throws -> ([String: Int], Int) {
         let rows = try await db.query(
             """
             SELECT severity, category, status, count(*)::int8 FROM signals WHERE published_at >= \(since)
-            GROUP BY GROUPING SETS ((severity), (category), (status), ())
+            GROUP BY severity, category, status
             """, logger: context.logger)
         var out: [String: Int] = [:]
         var total = 0
-        for try await (severity, category, status, count) in rows.decode((String?, String?, String?, Int64).self) {
-            if let severity {
-                out["severity:" + severity] = Int(count)
-            } else if let category {
-                out["category:" + category] = Int(count)
-            } else if let status {
-                out["status:" + status] = Int(count)
-            } else {
-                total = Int(count)
-            }
+        for try await (severity, category, status, count) in rows.decode((String, String, String, Int64).self) {
+            let n = Int(count)
+            out["severity:" + severity, default: 0] += n
+            out["category:" + category, default: 0] += n
+            out["status:" + status, default: 0] += n
+            total += n
         }
         return (out, total)
     }

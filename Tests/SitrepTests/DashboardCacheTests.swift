@@ -1,0 +1,121 @@
+import Foundation
+import Generated
+import Synchronization
+import Testing
+
+@testable import Handlers
+
+/// The dashboard snapshot cache: fresh within its TTL, then answered from the last snapshot while
+/// one recomputation runs (up to its stale limit), and never stale with a zero TTL.
+@Suite("dashboard cache")
+struct DashboardCacheTests {
+    /// A computation the test releases by hand, counting how often it ran.
+    final class Gate: Sendable {
+        let runs = Atomic<Int>(0)
+        let released = Mutex<[CheckedContinuation<Void, Never>]>([])
+        let open = Atomic<Bool>(true)
+
+        func dashboard(total: Int) -> @Sendable () async throws -> Dashboard {
+            { [self] in
+                runs.wrappingAdd(1, ordering: .relaxed)
+                if !open.load(ordering: .relaxed) {
+                    await withCheckedContinuation { c in released.withLock { $0.append(c) } }
+                }
+                return DashboardCacheTests.dashboard(total: total)
+            }
+        }
+
+        func release() {
+            for c in released.withLock({ w in
+                defer { w = [] }; return w
+            }) { c.resume() }
+        }
+    }
+
+    static func dashboard(total: Int) -> Dashboard {
+        Dashboard(
+            generatedAt: Date(), posture: [],
+            signals: SignalStats(
+                windowHours: 24, total: total, bySeverity: SeverityCounts(low: total, medium: 0, high: 0, critical: 0),
+                byCategory: CategoryCounts(
+                    geopolitical: total, economic: 0, security: 0, technology: 0, health: 0, climate: 0, regulatory: 0, reputational: 0),
+                byStatus: SignalStatusCounts(new: total, acknowledged: 0, escalated: 0, dismissed: 0)),
+            latestBriefing: nil, actions: ActionStats(open: 0, inProgress: 0, blocked: 0, overdue: 0, dueNext7Days: 0))
+    }
+
+    static func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw CancellationError() }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    @Test func afterTheTTLTheLastSnapshotAnswersWhileOneRecomputationRuns() async throws {
+        let cache = DashboardCache(ttl: .milliseconds(50), staleLimit: .seconds(30))
+        let gate = Gate()
+        let first = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 1))
+        #expect(first.dashboard.signals.total == 1 && cache.fresh(viewerOnly: false) != nil)
+        try await Task.sleep(for: .milliseconds(60))
+        #expect(cache.fresh(viewerOnly: false) == nil)
+
+        gate.open.store(false, ordering: .relaxed)
+        // Stale: answered at once from the last snapshot, while one recomputation starts.
+        for _ in 0..<5 {
+            let s = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 2))
+            #expect(s.dashboard.signals.total == 1 && s.etag == first.etag)
+        }
+        try await Self.waitUntil("the recomputation to start") { gate.runs.load(ordering: .relaxed) == 2 }
+        gate.release()
+        try await Self.waitUntil("the new snapshot") { cache.fresh(viewerOnly: false)?.dashboard.signals.total == 2 }
+        let second = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 3))
+        #expect(second.dashboard.signals.total == 2 && second.etag != first.etag)
+        #expect(gate.runs.load(ordering: .relaxed) == 2)
+        // Each audience has its own snapshot.
+        gate.open.store(true, ordering: .relaxed)
+        let viewer = try await cache.snapshot(viewerOnly: true, compute: gate.dashboard(total: 9))
+        #expect(viewer.dashboard.signals.total == 9)
+    }
+
+    @Test func pastTheStaleLimitOrWithoutASnapshotRequestsWaitForOneComputation() async throws {
+        let cache = DashboardCache(ttl: .milliseconds(20), staleLimit: .milliseconds(20))
+        let gate = Gate()
+        _ = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 1))
+        try await Task.sleep(for: .milliseconds(60))
+        gate.open.store(false, ordering: .relaxed)
+        async let a = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 2))
+        async let b = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 3))
+        try await Self.waitUntil("the computation to start") { gate.runs.load(ordering: .relaxed) == 2 }
+        try await Task.sleep(for: .milliseconds(20))
+        gate.release()
+        let (x, y) = try await (a, b)
+        #expect(x.dashboard.signals.total == 2 && y.dashboard.signals.total == 2)
+        #expect(gate.runs.load(ordering: .relaxed) == 2)
+    }
+
+    @Test func aFailedRecomputationKeepsTheLastSnapshotAndTheNextRequestTriesAgain() async throws {
+        struct Down: Error {}
+        let cache = DashboardCache(ttl: .milliseconds(20), staleLimit: .seconds(30))
+        _ = try await cache.snapshot(viewerOnly: false) { Self.dashboard(total: 1) }
+        try await Task.sleep(for: .milliseconds(30))
+        let tries = Atomic<Int>(0)
+        let failing: @Sendable () async throws -> Dashboard = {
+            tries.wrappingAdd(1, ordering: .relaxed)
+            throw Down()
+        }
+        #expect(try await cache.snapshot(viewerOnly: false, compute: failing).dashboard.signals.total == 1)
+        try await Self.waitUntil("the failed recomputation") { tries.load(ordering: .relaxed) == 1 }
+        try await Task.sleep(for: .milliseconds(10))
+        #expect(try await cache.snapshot(viewerOnly: false, compute: failing).dashboard.signals.total == 1)
+        try await Self.waitUntil("a second try") { tries.load(ordering: .relaxed) == 2 }
+    }
+
+    @Test func aZeroTTLComputesEveryTimeAndNeverAnswersStale() async throws {
+        let cache = DashboardCache(ttl: .zero)
+        #expect(cache.staleLimit == .zero)
+        let a = try await cache.snapshot(viewerOnly: false) { Self.dashboard(total: 1) }
+        let b = try await cache.snapshot(viewerOnly: false) { Self.dashboard(total: 2) }
+        #expect(a.dashboard.signals.total == 1 && b.dashboard.signals.total == 2)
+        #expect(cache.fresh(viewerOnly: false) == nil)
+    }
+}
