@@ -230,6 +230,8 @@ let package = Package(
             name: "Handlers",
             dependencies: [
                 "Generated", "SitrepRuntime", "Storage", "Redis", "Auth", "BriefingPDF", "Twilio", "DeliveryWorker", "Treasury", "ERPClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
