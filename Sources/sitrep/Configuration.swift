@@ -40,6 +40,8 @@ struct Configuration: Sendable {
     var logLevel: String
     var validateResponses: Bool
     var databasePoolSize: Int
+    /// Seconds between keep-alive pings of idle PostgreSQL connections; 0 for none.
+    var databaseKeepAliveSeconds: Int
     var dashboardTTLMilliseconds: Int
     var listCacheMilliseconds: Int
     var metricsToken: String?
@@ -128,7 +130,11 @@ struct Configuration: Sendable {
         ("SITREP_MFA_CONTEXT", "c1", "Conditional Access authentication context id required by x-mfa operations"),
         ("SITREP_LOG_LEVEL", "info", "trace, debug, info, notice, warning, error, critical"),
         ("SITREP_VALIDATE_RESPONSES", "true except in production", "check every JSON response against its schema"),
-        ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance"),
+        ("SITREP_DB_POOL_SIZE", "20", "PostgreSQL connections per instance (a fixed pool, opened at start and kept)"),
+        (
+            "SITREP_DB_KEEPALIVE_S", "0",
+            "ping idle PostgreSQL connections this often (0: off; for networks that drop idle connections; costs heap per query)"
+        ),
         (
             "SITREP_DB_TIMEOUT_MS", "5000",
             "longest one database operation may take (waiting for a connection included) before the request answers 503"
@@ -351,6 +357,7 @@ struct Configuration: Sendable {
                 }),
             stepUpContext: value("SITREP_MFA_CONTEXT") ?? "c1", logLevel: logLevel, validateResponses: validate,
             databasePoolSize: int("SITREP_DB_POOL_SIZE", default: 20, range: 1...500),
+            databaseKeepAliveSeconds: int("SITREP_DB_KEEPALIVE_S", default: 0, range: 0...3600),
             dashboardTTLMilliseconds: int("SITREP_DASHBOARD_TTL_MS", default: 2000, range: 0...600_000),
             listCacheMilliseconds: int("SITREP_LIST_CACHE_MS", default: 1000, range: 0...60_000),
             metricsToken: value("SITREP_METRICS_TOKEN"), oidcClientId: clientId,

@@ -71,8 +71,9 @@ struct Worker: AsyncParsableCommand {
         } catch {
             die("\(error)")
         }
-        var pgConfig = database.clientConfiguration
-        pgConfig.options.maximumConnections = max(4, config.dispatch.concurrency + 2)
+        let pgConfig = database.clientConfiguration(
+            poolSize: max(4, config.dispatch.concurrency + 2),
+            keepAlive: config.databaseKeepAliveSeconds > 0 ? .seconds(config.databaseKeepAliveSeconds) : nil)
         let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
         let httpClient = makeHTTPClient()
         guard let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) else {

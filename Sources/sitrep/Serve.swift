@@ -37,8 +37,8 @@ struct Serve: AsyncParsableCommand {
             die("\(error)")
         }
         if redisConfig.tls != nil { redisConfig.tls = RedisTLS(caFile: config.redisCAFile) }
-        var pgConfig = database.clientConfiguration
-        pgConfig.options.maximumConnections = config.databasePoolSize
+        let pgConfig = database.clientConfiguration(
+            poolSize: config.databasePoolSize, keepAlive: config.databaseKeepAliveSeconds > 0 ? .seconds(config.databaseKeepAliveSeconds) : nil)
         let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
         // hiredis calls block: give them threads of their own, one per pooled connection.
         let redisThreads = NIOThreadPool(numberOfThreads: max(2, redisConfig.poolSize))
