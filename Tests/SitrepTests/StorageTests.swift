@@ -39,6 +39,17 @@ struct DatabaseConfigurationTests {
         #expect(config.connectTimeoutSeconds == 10)
     }
 
+    /// The servers' pools: fixed size, no timers per release unless keep-alive is asked for.
+    @Test func aFixedPoolPingsOnlyWhenAsked() throws {
+        let config = try DatabaseConfiguration(url: "postgres://app@db.example:5432/app?sslmode=require&connect_timeout=3")
+        let fixed = config.clientConfiguration(poolSize: 12, keepAlive: nil)
+        #expect(fixed.options.minimumConnections == 12 && fixed.options.maximumConnections == 12)
+        #expect(fixed.options.keepAliveBehavior == nil)
+        #expect(fixed.options.connectTimeout == .seconds(3) && fixed.host == "db.example")
+        let pinged = config.clientConfiguration(poolSize: 4, keepAlive: .seconds(60))
+        #expect(pinged.options.keepAliveBehavior?.frequency == .seconds(60) && pinged.options.minimumConnections == 4)
+    }
+
     @Test func ipv6AndSocket() throws {
         let v6 = try DatabaseConfiguration(url: "postgres://u:p@[::1]:5433/d?sslmode=disable")
         #expect(v6.host == "::1")
