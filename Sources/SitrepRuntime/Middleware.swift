@@ -64,14 +64,12 @@ public struct SitrepMiddleware: RouterMiddleware {
         context.logger.info(
             "request",
             metadata: {
-                var m: Logger.Metadata = [
-                    "method": .string(request.method.rawValue), "path": .string(request.uri.path),
-                    "status": .stringConvertible(response.status.code), "durationMs": .string(String(format: "%.2f", ms)),
-                    "requestId": .string(requestId),
-                ]
-                let (operation, _, principal) = facts.values
-                if let operation { m["operation"] = .string(operation) }
-                if let principal { m["principal"] = .string(principal) }
+                // What every line of this request carries (id, operation, principal), and the answer.
+                var m = facts.logMetadata
+                m["method"] = .string(request.method.rawValue)
+                m["path"] = .string(request.uri.path)
+                m["status"] = .stringConvertible(response.status.code)
+                m["durationMs"] = .string(String(format: "%.2f", ms))
                 return m
             }())
         return response
