@@ -58,6 +58,8 @@ public struct SitrepMiddleware: RouterMiddleware {
             response = runtime.standaloneProblem(.internalError(), request: request, requestId: requestId)
         }
         response.headers[.xRequestID] = requestId
+        // HEAD: whatever answered (a GET route, a 404 or 405 problem), the headers without a body.
+        if request.method == .head { response = response.createHeadResponse() }
         let ms =
             Double((ContinuousClock.now - start).components.attoseconds) / 1e15
             + Double((ContinuousClock.now - start).components.seconds) * 1000
@@ -182,10 +184,18 @@ extension HTTPField.Name {
 }
 
 extension Router where Context == SitrepRequestContext {
-    /// Answers methods a path does not support with a 405 problem listing `Allow`.
+    /// The router of a Sitrep server: every `GET` route also answers `HEAD` (RFC 9110 §9.3.2), with
+    /// the same status and headers (`Content-Length` and `ETag` included) and no body.
+    public static func sitrep() -> Router<SitrepRequestContext> {
+        Router(context: SitrepRequestContext.self, options: .autoGenerateHeadEndpoints)
+    }
+
+    /// Answers methods a path does not support with a 405 problem listing `Allow` (`HEAD` with
+    /// `GET`, which answers it: see ``sitrep()``).
     public func methodNotAllowed(path: String, allowed: [HTTPRequest.Method], runtime: APIRuntime) {
         // TRACE and QUERY too: an undeclared method is 405, not 404 (OPTIONS is left to CORS).
-        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .trace, HTTPRequest.Method("QUERY")!]
+        let all: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .trace, HTTPRequest.Method("QUERY")!]
+        let allowed = allowed.contains(.get) && !allowed.contains(.head) ? allowed + [.head] : allowed
         let allow = allowed.map(\.rawValue).joined(separator: ", ")
         for m in all where !allowed.contains(m) {
             self.on(RouterPath(path), method: m) { request, context -> Response in

@@ -135,7 +135,7 @@ struct Serve: AsyncParsableCommand {
             twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds),
             maxConcurrentUploads: config.concurrentUploads, databaseDeadline: .milliseconds(config.databaseTimeoutMilliseconds), erp: erp,
             pendingMigrations: { try await migrator.pending().map(\.name) })
-        let router = Router(context: SitrepRequestContext.self)
+        let router = Router.sitrep()
         router.add(middleware: SitrepMiddleware(runtime: runtime, tracer: tracing?.tracer))
         router.registerSitrepAPI(handlers, runtime: runtime)
         router.registerContractDocuments()

@@ -119,7 +119,7 @@ func makeApp(
     let runtime = APIRuntime(
         authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: limit), idempotencyStore: idempotency,
         maxBodyBytes: maxBody, validateResponses: true)
-    let router = Router(context: SitrepRequestContext.self)
+    let router = Router.sitrep()
     router.add(middleware: SitrepMiddleware(runtime: runtime))
     router.registerSignalsAPI(handler, runtime: runtime)
     router.registerPostureAPI(handler, runtime: runtime)

@@ -94,11 +94,68 @@ struct RouterTests {
         try await makeApp().test(.router) { client in
             try await client.execute(uri: "/v1/signals", method: .delete, headers: Self.h()) { r in
                 #expect(r.status == .methodNotAllowed)
-                #expect(r.headers[.allow] == "GET, POST")
+                #expect(r.headers[.allow] == "GET, POST, HEAD")
                 #expect(
                     String(buffer: r.body)
-                        == #"{"type":"/problems/route.method_not_allowed","title":"Method not allowed","status":405,"detail":"DELETE is not supported here; use GET, POST.","instance":"/v1/signals","code":"route.method_not_allowed","requestId":"req-1"}"#
+                        == #"{"type":"/problems/route.method_not_allowed","title":"Method not allowed","status":405,"detail":"DELETE is not supported here; use GET, POST, HEAD.","instance":"/v1/signals","code":"route.method_not_allowed","requestId":"req-1"}"#
                 )
+            }
+        }
+    }
+
+    @Test func headAnswersLikeGetWithoutTheBody() async throws {
+        try await makeApp().test(.router) { client in
+            let get = try await client.execute(uri: "/v1/signals?limit=5", method: .get, headers: Self.h("viewer"))
+            #expect(get.status == .ok)
+            #expect(get.body.readableBytes > 0)
+            try await client.execute(uri: "/v1/signals?limit=5", method: .head, headers: Self.h("viewer")) { r in
+                #expect(r.status == .ok)
+                #expect(r.body.readableBytes == 0)
+                #expect(r.headers[.contentLength] == String(get.body.readableBytes))
+                #expect(r.headers[.contentType] == "application/json")
+                #expect(r.headers[.eTag] == "\"l-1\"")
+                #expect(r.headers[.xRequestID] == "req-1")
+            }
+            // The same checks as GET: the query is validated, the caller authenticated.
+            try await client.execute(uri: "/v1/signals?limit=0", method: .head, headers: Self.h("viewer")) { r in
+                #expect(r.status == .badRequest)
+                #expect(r.body.readableBytes == 0)
+            }
+            try await client.execute(uri: "/v1/signals", method: .head, headers: Self.h(nil)) { r in
+                #expect(r.status == .unauthorized)
+                #expect(r.headers[.wwwAuthenticate] != nil)
+            }
+        }
+    }
+
+    /// Over a real connection: a HEAD answer carries no body bytes, so the next answer on the same
+    /// connection is read intact.
+    @Test func headOverALiveConnectionKeepsItInStep() async throws {
+        try await makeApp().test(.live) { client in
+            for path in ["/v1/signals", "/v1/nothing-here", "/v1/signals/0190a8e4-0000-7000-8000-000000000001/triage"] {
+                let head = try await client.execute(uri: path, method: .head, headers: Self.h("viewer"))
+                #expect(head.body.readableBytes == 0)
+                try await client.execute(uri: "/v1/signals", method: .get, headers: Self.h("viewer")) { r in
+                    #expect(r.status == .ok)
+                    #expect(r.headers[.eTag] == "\"l-1\"")
+                    #expect(String(buffer: r.body).hasPrefix(#"{"items":["#))
+                }
+            }
+        }
+    }
+
+    @Test func headWhereThereIsNoGetIs405() async throws {
+        let id = "0190a8e4-0000-7000-8000-000000000001"
+        try await makeApp().test(.router) { client in
+            try await client.execute(uri: "/v1/signals/\(id)/triage", method: .head, headers: Self.h()) { r in
+                #expect(r.status == .methodNotAllowed)
+                #expect(r.headers[.allow] == "POST")
+                #expect(r.body.readableBytes == 0)
+            }
+            try await client.execute(uri: "/v1/nothing-here", method: .head, headers: Self.h()) { r in
+                #expect(r.status == .notFound)
+                #expect(r.body.readableBytes == 0)
+                #expect(r.headers[.contentLength].flatMap { Int($0) } ?? 0 > 0)
             }
         }
     }

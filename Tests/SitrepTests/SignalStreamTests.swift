@@ -173,6 +173,24 @@ struct SignalStreamTests {
         }
     }
 
+    /// HEAD answers the stream's status and headers and leaves no subscriber behind.
+    @Test func headOnTheStreamLeavesNoSubscriber() async throws {
+        var settings = SignalStreamHub.Settings()
+        settings.pollInterval = .milliseconds(100)
+        try await SitrepHarness.instances(1, stream: settings) { clients, h in
+            let hub = h.hubs[0]
+            var head: TestResponse?
+            for _ in 0..<100 where head?.status != .ok {  // 503 until the hub has read the log's head
+                head = try await clients[0].execute(uri: "/v1/signals/stream", method: .head, headers: .auth(h.tokens.viewer))
+                if head?.status != .ok { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(head?.status == .ok)
+            #expect(head?.headers[.contentType]?.hasPrefix("text/event-stream") == true)
+            #expect(head?.body.readableBytes == 0)
+            #expect(try await Self.until { hub.counts.connected == 0 })
+        }
+    }
+
     @Test func badResumeIdsAndRolesAreRefused() async throws {
         try await SitrepHarness.with { client, h in
             var headers = HTTPFields.auth(h.tokens.viewer)

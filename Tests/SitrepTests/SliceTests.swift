@@ -420,7 +420,7 @@ struct SliceTests {
             #expect(repeats.status == .unprocessableContent && listed == 100, "\(repeats.text.prefix(300))")
             #expect(repeats.text.contains("149 fields are invalid (the first 100 are listed)."), "\(repeats.text.prefix(300))")
             let trace = try await client.execute(uri: "/healthz", method: .trace)
-            #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET")
+            #expect(trace.status == .methodNotAllowed && trace.headers[.allow] == "GET, HEAD")
         }
     }
 
@@ -538,6 +538,18 @@ struct ConditionalGetTests {
             try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin, ifNoneMatch: tag!)) { r in
                 #expect(r.status == .notModified)
                 #expect(r.headers[.eTag] == tag)
+            }
+            // HEAD revalidates the same way, and otherwise names the body it leaves out.
+            try await client.execute(uri: "/v1/dashboard", method: .head, headers: .auth(h.tokens.admin, ifNoneMatch: tag!)) { r in
+                #expect(r.status == .notModified)
+                #expect(r.headers[.eTag] == tag)
+            }
+            let full = try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.admin))
+            try await client.execute(uri: "/v1/dashboard", method: .head, headers: .auth(h.tokens.admin)) { r in
+                #expect(r.status == .ok)
+                #expect(r.headers[.eTag] == tag)
+                #expect(r.headers[.contentLength] == String(full.body.readableBytes))
+                #expect(r.body.readableBytes == 0)
             }
             // Viewers have their own aggregate (approved briefings only), so their own tag.
             try await client.execute(uri: "/v1/dashboard", method: .get, headers: .auth(h.tokens.viewer, ifNoneMatch: tag!)) { r in

@@ -230,7 +230,7 @@ struct SitrepHarness: Sendable {
                 pendingMigrations: {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
-            let router = Router(context: SitrepRequestContext.self)
+            let router = Router.sitrep()
             router.add(middleware: SitrepMiddleware(runtime: runtime))
             router.registerSitrepAPI(handlers, runtime: runtime)
             router.registerContractDocuments()
