@@ -29,6 +29,88 @@ extension SitrepHandlers {
             etag: ETag.make(try r.int()))
     }
 
+    /// Writes a row of ``signalColumns`` as a `Signal`'s JSON straight from the wire bytes, key for
+    /// key what the generated encoder writes (pinned by a test), without making a `Signal` or any
+    /// `String`: the unfiltered list page, the path every dashboard polls. Returns the row's id and
+    /// version, what the page's ETag names. Category, severity and status are written as stored
+    /// (the table's CHECK constraints hold them to the contract's enums).
+    static func writeSignal(_ row: PostgresRow, to w: inout JSONWriter) throws -> (id: UUID, version: Int) {
+        var r = CellReader(row)
+        let id = try r.uuid()
+        w.raw("{\"id\":")
+        w.uuid(id)
+        w.raw(",\"source\":")
+        try r.writeString(to: &w)
+        w.raw(",\"sourceId\":")
+        try r.writeString(to: &w)
+        w.raw(",\"title\":")
+        try r.writeString(to: &w)
+        w.raw(",\"summary\":")
+        try r.writeString(to: &w)
+        w.raw(",\"sourceUrl\":")
+        try r.writeString(to: &w, nullable: true)
+        w.raw(",\"category\":")
+        try r.writeString(to: &w)
+        w.raw(",\"severity\":")
+        try r.writeString(to: &w)
+        w.raw(",\"confidence\":")
+        w.double(try r.double())
+        w.raw(",\"modelVersion\":")
+        try r.writeString(to: &w)
+        w.raw(",\"tags\":")
+        try r.writeStringArray(to: &w)
+        w.raw(",\"region\":")
+        try r.writeString(to: &w, nullable: true)
+        w.raw(",\"publishedAt\":")
+        w.dateTime(try r.date())
+        w.raw(",\"status\":")
+        try r.writeString(to: &w)
+        w.raw(",\"triageNote\":")
+        try r.writeString(to: &w, nullable: true)
+        w.raw(",\"triagedBy\":")
+        try r.writeString(to: &w, nullable: true)
+        w.raw(",\"triagedAt\":")
+        if let at = try r.optionalDate() { w.dateTime(at) } else { w.null() }
+        w.raw(",\"ingestedAt\":")
+        w.dateTime(try r.date())
+        let version = try r.int()
+        w.raw(",\"etag\":")
+        w.string(ETag.make(version))
+        w.raw("}")
+        return (id, version)
+    }
+
+    /// An unfiltered page (`limit + 1` rows asked for: the last only says there is more) written
+    /// as `SignalPage` JSON, and its ETag, named by its rows' ids and versions and the cursor.
+    static func writePage<Rows: AsyncSequence>(_ rows: Rows, limit: Int) async throws -> SignalPageCache.Page
+    where Rows.Element == PostgresRow {
+        var w = JSONWriter(capacity: 32 * 1024)
+        var named: [UInt8] = []
+        named.reserveCapacity(limit * 24 + 8)
+        w.raw("{\"items\":[")
+        var count = 0
+        var last: UUID?
+        var more = false
+        for try await row in rows {
+            if count == limit {
+                more = true
+                continue
+            }
+            if count > 0 { w.raw(",") }
+            let (id, version) = try writeSignal(row, to: &w)
+            withUnsafeBytes(of: id.uuid) { named.append(contentsOf: $0) }
+            named.append(contentsOf: ETag.make(version).utf8)
+            last = id
+            count += 1
+        }
+        let next = more ? last.map(Cursor.encode) : nil
+        w.raw("],\"nextCursor\":")
+        if let next { w.string(next) } else { w.null() }
+        w.raw("}")
+        named.append(contentsOf: (next ?? "").utf8)
+        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w), etag: ConditionalRequest.etag(prefix: "l", bytes: named))
+    }
+
     /// The newest signals, optionally strictly after a cursor row: the unfiltered list page, the
     /// dashboard's polling path, as named prepared statements (parsed and planned once per
     /// connection).
@@ -37,7 +119,8 @@ extension SitrepHandlers {
         static let bindingDataTypes: [PostgresDataType] = [.int8]
         let limit: Int
         func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(limit) }
-        func decodeRow(_ row: PostgresRow) throws -> Signal { try SitrepHandlers.signal(from: row) }
+        /// Rows as they come: the page is written from them (``writeSignal(_:to:)``).
+        func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
     }
 
     struct LatestSignalsAfter: PostgresPreparedStatement {
@@ -55,7 +138,7 @@ extension SitrepHandlers {
             b.append(limit)
             return b
         }
-        func decodeRow(_ row: PostgresRow) throws -> Signal { try SitrepHandlers.signal(from: row) }
+        func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
     }
 
     struct SignalById: PostgresPreparedStatement {
@@ -203,31 +286,25 @@ extension SitrepHandlers {
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
             return .okEncoded(page.body, etag: page.etag)
         }
-        var items: [Signal]
         if !filtered {
-            items = try await database {
-                var items: [Signal] = []
-                items.reserveCapacity(input.limit + 1)
+            let page = try await database {
                 if let after {
-                    for try await s in try await db.execute(LatestSignalsAfter(after: after, limit: input.limit + 1), logger: context.logger) {
-                        items.append(s)
-                    }
-                } else {
-                    for try await s in try await db.execute(LatestSignals(limit: input.limit + 1), logger: context.logger) {
-                        items.append(s)
-                    }
+                    return try await Self.writePage(
+                        db.execute(LatestSignalsAfter(after: after, limit: input.limit + 1), logger: context.logger), limit: input.limit)
                 }
-                return items
+                return try await Self.writePage(db.execute(LatestSignals(limit: input.limit + 1), logger: context.logger), limit: input.limit)
             }
-        } else {
-            let query = try Self.filteredQuery(input, after: after)
-            items = try await database {
-                var items: [Signal] = []
-                items.reserveCapacity(input.limit + 1)
-                let rows = try await db.query(query, logger: context.logger)
-                for try await row in rows { items.append(try Self.signal(from: row)) }
-                return items
-            }
+            if let mark { signalPages.store(page, for: key, mark: mark) }
+            if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
+            return .okEncoded(page.body, etag: page.etag)
+        }
+        let query = try Self.filteredQuery(input, after: after)
+        var items: [Signal] = try await database {
+            var items: [Signal] = []
+            items.reserveCapacity(input.limit + 1)
+            let rows = try await db.query(query, logger: context.logger)
+            for try await row in rows { items.append(try Self.signal(from: row)) }
+            return items
         }
         let next = trimPage(&items, limit: input.limit, id: \.id)
         // The page is named by its rows' ids and versions: compared before anything is encoded.
@@ -239,13 +316,6 @@ extension SitrepHandlers {
         }
         named.append(contentsOf: (next ?? "").utf8)
         let etag = ConditionalRequest.etag(prefix: "l", bytes: named)
-        if let mark {
-            // Kept encoded: every hit sends the same bytes without encoding them again.
-            let page = SignalPageCache.Page(body: Encoded(SignalPage(items: items, nextCursor: next), capacity: 32 * 1024), etag: etag)
-            signalPages.store(page, for: key, mark: mark)
-            if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
-            return .okEncoded(page.body, etag: etag)
-        }
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
         return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
     }

@@ -233,7 +233,7 @@ struct CellReader {
 
     init(_ row: PostgresRow) { cells = row.makeIterator() }
 
-    private mutating func cell() throws -> PostgresCell {
+    fileprivate mutating func cell() throws -> PostgresCell {
         guard let cell = cells.next() else { throw RowShapeError() }
         return cell
     }
@@ -322,6 +322,63 @@ struct CellReader {
             out.append(s)
         }
         return out
+    }
+}
+
+extension CellReader {
+    /// Writes the next cell, text, as a JSON string straight from its bytes (no `String` made);
+    /// NULL as `null` where `nullable`, else a ``RowShapeError``.
+    mutating func writeString(to w: inout JSONWriter, nullable: Bool = false) throws {
+        let c = try cell()
+        guard let bytes = c.bytes else {
+            guard nullable else { throw RowShapeError() }
+            w.null()
+            return
+        }
+        switch c.dataType {
+        case .text, .varchar, .bpchar, .name: bytes.withUnsafeReadableBytes { w.string(utf8: $0) }
+        default: w.string(try c.decode(String.self))
+        }
+    }
+
+    /// Writes the next cell, `text[]`, as a JSON array of strings straight from its binary form
+    /// (see ``stringArray()``); any other form through postgres-nio's decoding.
+    mutating func writeStringArray(to w: inout JSONWriter) throws {
+        let c = try cell()
+        func decoded() throws {
+            w.raw("[")
+            for (i, s) in try c.decode([String].self).enumerated() {
+                if i > 0 { w.raw(",") }
+                w.string(s)
+            }
+            w.raw("]")
+        }
+        guard c.format == .binary, c.dataType == .textArray || c.dataType == .varcharArray, var b = c.bytes,
+            let dims = b.readInteger(as: Int32.self), let hasNull = b.readInteger(as: Int32.self), hasNull == 0,
+            b.readInteger(as: UInt32.self) != nil
+        else { return try decoded() }
+        if dims == 0 {
+            w.raw("[]")
+            return
+        }
+        guard dims == 1, let count = b.readInteger(as: Int32.self), count >= 0, b.readInteger(as: Int32.self) != nil else {
+            return try decoded()
+        }
+        // Checked whole before anything is written, so a fallback never follows half an array.
+        var check = b
+        for _ in 0..<count {
+            guard let length = check.readInteger(as: Int32.self), length >= 0, check.readableBytes >= Int(length) else {
+                return try decoded()
+            }
+            check.moveReaderIndex(forwardBy: Int(length))
+        }
+        w.raw("[")
+        for i in 0..<Int(count) {
+            let length = Int(b.readInteger(as: Int32.self)!)
+            if i > 0 { w.raw(",") }
+            b.readSlice(length: length)!.withUnsafeReadableBytes { w.string(utf8: $0) }
+        }
+        w.raw("]")
     }
 }
 

@@ -57,6 +57,14 @@ public struct Encoded<T: JSONEncodable>: Sendable {
         buffer = ByteBuffer(bytes: w.bytes)
     }
 
+    /// Bytes written in `T`'s wire format without a `T` in between (a page written straight from
+    /// database rows). Served like any `Encoded`: where responses are validated (tests,
+    /// development) they are parsed back and decoded as `T` before they leave; a test of the
+    /// writer should also pin its bytes to `T`'s own encoding of the same data.
+    public init(writtenAs type: T.Type, by writer: JSONWriter) {
+        buffer = ByteBuffer(bytes: writer.bytes)
+    }
+
     /// How many bytes the encoding has.
     public var count: Int { buffer.readableBytes }
 }

@@ -49,6 +49,14 @@ public struct JSONWriter: Sendable {
         buffer.append(UInt8(ascii: "\""))
     }
 
+    /// A quoted string from bytes that are already UTF-8 (PostgreSQL `text` of a UTF8 database),
+    /// escaped like ``string(_:)``, without making a `String` of them first.
+    public mutating func string(utf8 bytes: UnsafeRawBufferPointer) {
+        buffer.append(UInt8(ascii: "\""))
+        bytes.withMemoryRebound(to: UInt8.self) { appendEscaped($0) }
+        buffer.append(UInt8(ascii: "\""))
+    }
+
     public mutating func int(_ v: Int) {
         int(Int64(v))
     }
