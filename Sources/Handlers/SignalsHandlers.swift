@@ -85,8 +85,7 @@ extension SitrepHandlers {
     static func writePage<Rows: AsyncSequence>(_ rows: Rows, limit: Int) async throws -> SignalPageCache.Page
     where Rows.Element == PostgresRow {
         var w = JSONWriter(capacity: 32 * 1024)
-        var named: [UInt8] = []
-        named.reserveCapacity(limit * 24 + 8)
+        var name = PageName(capacity: limit)
         w.raw("{\"items\":[")
         var count = 0
         var last: UUID?
@@ -98,8 +97,7 @@ extension SitrepHandlers {
             }
             if count > 0 { w.raw(",") }
             let (id, version) = try writeSignal(row, to: &w)
-            withUnsafeBytes(of: id.uuid) { named.append(contentsOf: $0) }
-            named.append(contentsOf: ETag.make(version).utf8)
+            name.add(id, etag: ETag.make(version))
             last = id
             count += 1
         }
@@ -107,8 +105,21 @@ extension SitrepHandlers {
         w.raw("],\"nextCursor\":")
         if let next { w.string(next) } else { w.null() }
         w.raw("}")
-        named.append(contentsOf: (next ?? "").utf8)
-        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w), etag: ConditionalRequest.etag(prefix: "l", bytes: named))
+        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w), etag: name.etag(next: next))
+    }
+
+    /// What a signal list page's ETag names: its rows' ids and versions, then its cursor. The same
+    /// for pages written from rows and pages of `Signal`s, so a held tag matches either.
+    struct PageName {
+        private var bytes: [UInt8] = []
+        init(capacity rows: Int) { bytes.reserveCapacity(rows * 24 + 8) }
+        mutating func add(_ id: UUID, etag: String) {
+            withUnsafeBytes(of: id.uuid) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: etag.utf8)
+        }
+        func etag(next: String?) -> String {
+            ConditionalRequest.etag(prefix: "l", bytes: bytes + Array((next ?? "").utf8))
+        }
     }
 
     /// The newest signals, optionally strictly after a cursor row: the unfiltered list page, the
@@ -308,14 +319,9 @@ extension SitrepHandlers {
         }
         let next = trimPage(&items, limit: input.limit, id: \.id)
         // The page is named by its rows' ids and versions: compared before anything is encoded.
-        var named: [UInt8] = []
-        named.reserveCapacity(items.count * 24 + 8)
-        for item in items {
-            withUnsafeBytes(of: item.id.uuid) { named.append(contentsOf: $0) }
-            named.append(contentsOf: item.etag.utf8)
-        }
-        named.append(contentsOf: (next ?? "").utf8)
-        let etag = ConditionalRequest.etag(prefix: "l", bytes: named)
+        var name = PageName(capacity: items.count)
+        for item in items { name.add(item.id, etag: item.etag) }
+        let etag = name.etag(next: next)
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: etag) { return .notModified(etag: etag) }
         return .ok(SignalPage(items: items, nextCursor: next), etag: etag)
     }

@@ -233,7 +233,7 @@ struct CellReader {
 
     init(_ row: PostgresRow) { cells = row.makeIterator() }
 
-    fileprivate mutating func cell() throws -> PostgresCell {
+    private mutating func cell() throws -> PostgresCell {
         guard let cell = cells.next() else { throw RowShapeError() }
         return cell
     }
@@ -300,32 +300,16 @@ struct CellReader {
     /// Any other column type, through postgres-nio's decoding.
     mutating func decode<T: PostgresDecodable>(_ type: T.Type) throws -> T { try cell().decode(T.self) }
 
-    /// `text[]` in binary form: dimensions, has-null flag, element type, per dimension (size, lower
-    /// bound), then per element a length and UTF-8 bytes. Anything else (NULL elements, more
-    /// dimensions) goes through postgres-nio.
+    /// `text[]` through the binary reader below; anything else through postgres-nio.
     mutating func stringArray() throws -> [String] {
         let c = try cell()
-        guard c.format == .binary, c.dataType == .textArray || c.dataType == .varcharArray, var b = c.bytes,
-            let dims = b.readInteger(as: Int32.self), let hasNull = b.readInteger(as: Int32.self), hasNull == 0,
-            b.readInteger(as: UInt32.self) != nil
-        else { return try c.decode([String].self) }
-        if dims == 0 { return [] }
-        guard dims == 1, let count = b.readInteger(as: Int32.self), count >= 0, b.readInteger(as: Int32.self) != nil else {
-            return try c.decode([String].self)
-        }
+        guard var elements = Self.binaryTextArray(c) else { return try c.decode([String].self) }
         var out: [String] = []
-        out.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            guard let length = b.readInteger(as: Int32.self), length >= 0, let s = b.readString(length: Int(length)) else {
-                return try c.decode([String].self)
-            }
-            out.append(s)
-        }
+        out.reserveCapacity(elements.count)
+        while let element = elements.next() { out.append(String(buffer: element)) }
         return out
     }
-}
 
-extension CellReader {
     /// Writes the next cell, text, as a JSON string straight from its bytes (no `String` made);
     /// NULL as `null` where `nullable`, else a ``RowShapeError``.
     mutating func writeString(to w: inout JSONWriter, nullable: Bool = false) throws {
@@ -341,44 +325,64 @@ extension CellReader {
         }
     }
 
-    /// Writes the next cell, `text[]`, as a JSON array of strings straight from its binary form
-    /// (see ``stringArray()``); any other form through postgres-nio's decoding.
+    /// Writes the next cell, `text[]`, as a JSON array of strings straight from its binary form;
+    /// any other form through postgres-nio's decoding.
     mutating func writeStringArray(to w: inout JSONWriter) throws {
         let c = try cell()
-        func decoded() throws {
-            w.raw("[")
+        w.raw("[")
+        if var elements = Self.binaryTextArray(c) {
+            var first = true
+            while let element = elements.next() {
+                if !first { w.raw(",") }
+                first = false
+                element.withUnsafeReadableBytes { w.string(utf8: $0) }
+            }
+        } else {
             for (i, s) in try c.decode([String].self).enumerated() {
                 if i > 0 { w.raw(",") }
                 w.string(s)
             }
-            w.raw("]")
         }
+        w.raw("]")
+    }
+
+    /// The elements of a one-dimensional `text[]` (or `varchar[]`) without NULLs in binary form,
+    /// checked whole before any is handed out: dimensions, has-null flag, element type, per
+    /// dimension (size, lower bound), then per element a length and UTF-8 bytes. Nil for anything
+    /// else (text format, NULL elements, more dimensions, a short buffer).
+    static func binaryTextArray(_ c: PostgresCell) -> TextArrayElements? {
         guard c.format == .binary, c.dataType == .textArray || c.dataType == .varcharArray, var b = c.bytes,
             let dims = b.readInteger(as: Int32.self), let hasNull = b.readInteger(as: Int32.self), hasNull == 0,
             b.readInteger(as: UInt32.self) != nil
-        else { return try decoded() }
-        if dims == 0 {
-            w.raw("[]")
-            return
-        }
-        guard dims == 1, let count = b.readInteger(as: Int32.self), count >= 0, b.readInteger(as: Int32.self) != nil else {
-            return try decoded()
-        }
-        // Checked whole before anything is written, so a fallback never follows half an array.
+        else { return nil }
+        if dims == 0 { return TextArrayElements(bytes: b, count: 0) }
+        guard dims == 1, let count = b.readInteger(as: Int32.self), count >= 0, b.readInteger(as: Int32.self) != nil else { return nil }
         var check = b
         for _ in 0..<count {
-            guard let length = check.readInteger(as: Int32.self), length >= 0, check.readableBytes >= Int(length) else {
-                return try decoded()
-            }
+            guard let length = check.readInteger(as: Int32.self), length >= 0, check.readableBytes >= Int(length) else { return nil }
             check.moveReaderIndex(forwardBy: Int(length))
         }
-        w.raw("[")
-        for i in 0..<Int(count) {
-            let length = Int(b.readInteger(as: Int32.self)!)
-            if i > 0 { w.raw(",") }
-            b.readSlice(length: length)!.withUnsafeReadableBytes { w.string(utf8: $0) }
+        return TextArrayElements(bytes: b, count: Int(count))
+    }
+}
+
+/// The elements of a binary `text[]` whose lengths ``CellReader/binaryTextArray(_:)`` checked.
+struct TextArrayElements {
+    var bytes: ByteBuffer
+    let count: Int
+    private var read = 0
+
+    init(bytes: ByteBuffer, count: Int) {
+        self.bytes = bytes
+        self.count = count
+    }
+
+    mutating func next() -> ByteBuffer? {
+        guard read < count, let length = bytes.readInteger(as: Int32.self), let element = bytes.readSlice(length: Int(length)) else {
+            return nil
         }
-        w.raw("]")
+        read += 1
+        return element
     }
 }
 
