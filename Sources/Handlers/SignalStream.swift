@@ -213,27 +213,37 @@ public final class SignalStreamHub: Sendable {
     }
 
     /// Reads events after the last one handed out and delivers them.
+    ///
+    /// One pass per head read: the head is learnt first, so cached list pages older than it stop
+    /// being served at once, and only events up to that head are delivered, so the change mark
+    /// (``changeMark``) moves once per pass, never in steps while a backlog drains. With no
+    /// stream open, nothing needs the backlog: the hub jumps to the head instead of reading and
+    /// encoding it, and it does so between batches too once the last stream has gone.
     private func pump() async throws {
         if state.withLock({ $0.lastSeq }) == nil {
             try await start()
             return
         }
-        // Learn the head first: cached list pages older than it stop being served at once, even
-        // while a backlog is still being delivered. With no stream open, nothing needs the
-        // backlog: jump to the head instead of reading and encoding it.
+        // A write committed during this pass has woken the hub again (the wake-ups keep the
+        // newest one), so one pass per wake-up leaves nothing behind.
         let head = try await head()
-        let skipped = state.withLock { s in
+        let from = state.withLock { s in
             s.knownHead = max(s.knownHead, head)
-            guard s.subscribers.isEmpty else { return false }
-            s.lastSeq = max(s.lastSeq ?? 0, head)
-            return true
+            return s.lastSeq ?? 0
         }
-        if skipped { return }
-        while true {
-            let after = state.withLock { $0.lastSeq ?? 0 }
-            let events = try await fetch(after: after, upTo: nil, limit: 500)
+        var after = from
+        while after < head {
+            let idle = state.withLock { s in
+                guard s.subscribers.isEmpty else { return false }
+                s.lastSeq = max(s.lastSeq ?? 0, head)
+                return true
+            }
+            if idle { return }
+            let events = try await fetch(after: after, upTo: head, limit: 500)
             for e in events { deliver(e) }
-            if events.count < 500 { return }
+            // Events can be missing below the head (pruned): a short batch ends at the head.
+            after = events.count < 500 ? head : events[events.count - 1].seq
+            state.withLock { $0.lastSeq = max($0.lastSeq ?? 0, after) }
         }
     }
 
@@ -270,7 +280,6 @@ public final class SignalStreamHub: Sendable {
         let tooSlow: [AsyncStream<Chunk>.Continuation] = state.withLock { s in
             guard event.seq > (s.lastSeq ?? 0) else { return [] }
             s.lastSeq = event.seq
-            s.knownHead = max(s.knownHead, event.seq)
             var slow: [AsyncStream<Chunk>.Continuation] = []
             for (id, sub) in s.subscribers where sub.filter.matches(event.signal) {
                 switch sub.continuation.yield(event.chunk) {
@@ -330,6 +339,9 @@ public final class SignalStreamHub: Sendable {
         }
         let settings = settings
         return EventStream { write in
+            // However the stream ends (the client gone, a write failed), it leaves the hub now,
+            // not when its buffer fills up.
+            defer { continuation.finish() }
             // Open the stream at once, so the client knows it is connected before any event.
             try await write(EventStream.comment("connected"))
             if let lastEventId, lastEventId < liveFrom {

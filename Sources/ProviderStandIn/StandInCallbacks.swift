@@ -124,9 +124,16 @@ extension StandInCore {
             let response = try await callbackClient.execute(request, timeout: TimeAmount(configuration.callbackTimeout))
             _ = try? await response.body.collect(upTo: 1 << 20)
             record.answeredStatus = Int(response.status.code)
+            if response.status.code >= 300 {
+                logger.warning(
+                    "provider stand-in's status callback was refused",
+                    metadata: ["sid": "\(message.sid)", "status": "\(step.status)", "answer": "\(response.status.code)"])
+            }
         } catch {
             record.failure = String(describing: error)
-            logger.debug(
+            // Twilio does not retry a status callback either; the receiver's reconciliation has to
+            // notice. Said out loud so a run that waits for it (Tools/bench) shows why.
+            logger.warning(
                 "provider stand-in could not deliver a status callback",
                 metadata: ["sid": "\(message.sid)", "status": "\(step.status)", "error": "\(error)"])
         }

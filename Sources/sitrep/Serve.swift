@@ -99,11 +99,22 @@ struct Serve: AsyncParsableCommand {
         runtime.allowedOrigins = Set(config.allowedOrigins)
         runtime.maxStreamedBodyBytes = config.maxUploadBytes
         runtime.stepUpChallenge = config.claims.mfa == .acrs ? .claims : .acrValues
+        // The live stream: wake-ups over Redis pub/sub on a connection of its own.
+        let signalHub = SignalStreamHub(
+            db: postgres, redis: redis, subscriber: RedisSubscriber(configuration: redisConfig, channels: [SignalStreamHub.channel], logger: logger),
+            logger: logger)
         // Prometheus at /metrics; libraries' swift-metrics go to the same registry.
         let registry = PrometheusCollectorRegistry()
         let queueDepth = registry.makeGauge(
             name: "sitrep_dispatch_queue_depth", help: "Deliveries queued or in progress (all workers), read at each scrape.")
+        let streamClients = registry.makeGauge(
+            name: "sitrep_signal_stream_clients", help: "Live signal streams open on this instance, read at each scrape.")
+        let streamDropped = registry.makeGauge(
+            name: "sitrep_signal_stream_dropped", help: "Live signal streams this instance ended as too slow since it started.")
         let metrics = APIMetrics(registry: registry) {
+            let streams = signalHub.counts
+            streamClients.set(Double(streams.connected))
+            streamDropped.set(Double(streams.dropped))
             let depth = try? await postgres.query(
                 "SELECT count(*)::int8 FROM deliveries WHERE status IN ('queued', 'in_progress')", logger: logger
             ).collect().first?.decode(Int64.self)
@@ -117,10 +128,6 @@ struct Serve: AsyncParsableCommand {
         } catch {
             die("\(error)")
         }
-        // The live stream: wake-ups over Redis pub/sub on a connection of its own.
-        let signalHub = SignalStreamHub(
-            db: postgres, redis: redis, subscriber: RedisSubscriber(configuration: redisConfig, channels: [SignalStreamHub.channel], logger: logger),
-            logger: logger)
         // The ERP's generated client: retries, timeouts and a circuit breaker in its transport.
         let erp = config.erpBaseURL.map { url in
             ERPClient(

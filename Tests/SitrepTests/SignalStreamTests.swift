@@ -173,6 +173,71 @@ struct SignalStreamTests {
         }
     }
 
+    /// A backlog of several batches (more than one read of 500) reaches a live subscriber whole
+    /// and in order, and once it is delivered the instance's cached list page is served again:
+    /// the change mark moved with the head, not with each batch handed out.
+    @Test func aBacklogOfSeveralBatchesArrivesWholeAndTheCacheHoldsAfterIt() async throws {
+        var settings = SignalStreamHub.Settings()
+        settings.pollInterval = .milliseconds(100)
+        settings.bufferLimit = 5_000
+        try await SitrepHarness.instances(1, stream: settings, listCache: .seconds(60)) { clients, h in
+            let hub = h.hubs[0]
+            var stream: EventStream?
+            for _ in 0..<100 where stream == nil {
+                stream = try? await hub.subscribe(filter: .init(categories: nil, minSeverity: nil), lastEventId: nil)
+                if stream == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let live = try #require(stream)
+            let received = Listener.Box()
+            let reader = Task { try await live.produce { chunk in received.state.withLock { $0.text += String(decoding: chunk, as: UTF8.self) } } }
+            defer { reader.cancel() }
+            // Three requests of 450: 1,350 events, while the subscriber holds the hub to the backlog.
+            for batch in 0..<3 { try await Self.ingest(clients[0], h, (0..<450).map { "BL\(batch)-\($0)" }) }
+            func ids() -> [Int] {
+                received.state.withLock { $0.text }.split(separator: "\n")
+                    .compactMap { $0.hasPrefix("id: ") ? Int($0.dropFirst(4)) : nil }
+            }
+            #expect(try await Self.until(.seconds(10)) { ids().count == 1_350 }, "\(ids().count) events")
+            let seen = ids()
+            #expect(seen == seen.sorted() && Set(seen).count == seen.count)
+            let head = try await h.db.client.query("SELECT max(seq)::int8 FROM signal_events").collect().first?.decode(Int64.self)
+            #expect(seen.last.map(Int64.init) == head)
+
+            // Served from memory now: an out-of-band change (no signal event) is not seen.
+            let url = "/v1/signals?limit=3"
+            let first = try await clients[0].execute(uri: url, method: .get, headers: .auth(h.tokens.admin)).decode(SignalPage.self)
+            try await h.db.client.query("UPDATE signals SET title = 'Changed out of band'")
+            let again = try await clients[0].execute(uri: url, method: .get, headers: .auth(h.tokens.admin)).decode(SignalPage.self)
+            #expect(again.items.map(\.title) == first.items.map(\.title) && first.items.first?.title != "Changed out of band")
+        }
+    }
+
+    /// A client that goes away leaves the hub as soon as a write to it fails, so the hub goes
+    /// back to skipping backlogs nobody reads. (The first write after the client closed can
+    /// still be taken by the kernel; the next one fails.)
+    @Test func aClientThatGoesAwayLeavesTheHubOnTheNextEvent() async throws {
+        var settings = SignalStreamHub.Settings()
+        settings.pollInterval = .milliseconds(100)
+        try await SitrepHarness.instances(1, setup: .live, stream: settings) { clients, h in
+            let http = Self.makeClient()
+            defer { Task { try? await http.shutdown() } }
+            let hub = h.hubs[0]
+            let listeners = (0..<3).map { _ in Listener(client: http, port: clients[0].port!, token: h.tokens.viewer) }
+            #expect(try await Self.until { listeners.allSatisfy { $0.text.hasPrefix(": connected") } })
+            #expect(hub.counts.connected == 3)
+            listeners[0].stop()
+            listeners[1].stop()
+            #expect(try await Self.until { listeners[0].ended && listeners[1].ended })
+            for id in ["GONE1", "GONE2"] {
+                try await Self.ingest(clients[0], h, [id])
+                #expect(try await Self.until { listeners[2].text.contains("\"sourceId\":\"\(id)\"") })
+            }
+            #expect(try await Self.until { hub.counts.connected == 1 }, "\(hub.counts)")
+            #expect(hub.counts.dropped == 0)
+            listeners[2].stop()
+        }
+    }
+
     /// HEAD answers the stream's status and headers and leaves no subscriber behind.
     @Test func headOnTheStreamLeavesNoSubscriber() async throws {
         var settings = SignalStreamHub.Settings()
