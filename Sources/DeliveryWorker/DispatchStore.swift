@@ -62,7 +62,7 @@ public struct DispatchStore: Sendable {
     public func claim(limit: Int, lease: Duration) async throws -> (token: UUID, ids: [UUID]) {
         let token = UUIDv7.make()
         let seconds = lease.timeInterval
-        let ids: [UUID] = try await db.withTransaction(logger: logger) { conn in
+        let ids: [UUID] = try await db.withAuditedTransaction(logger: logger) { conn in
             let rows = try await conn.query(
                 """
                 WITH due AS (
@@ -154,7 +154,7 @@ public struct DispatchStore: Sendable {
     /// during the call leaves a trace to reconcile. nil when the lease was lost.
     public func startAttempt(_ id: UUID, token: UUID, channel: DispatchChannel) async throws -> AttemptView? {
         let attemptId = UUIDv7.make()
-        return try await db.withTransaction(logger: logger) { conn in
+        return try await db.withAuditedTransaction(logger: logger) { conn in
             guard try await lock(id, token: token, on: conn) == "in_progress" else { return nil }
             let rows = try await conn.query(
                 """
@@ -179,7 +179,7 @@ public struct DispatchStore: Sendable {
     public func recordAccepted(
         _ attempt: AttemptView, deliveryId: UUID, token: UUID, providerMessageId: String, status: AttemptStatus, reconciled: Bool = false
     ) async throws {
-        try await db.withTransaction(logger: logger) { conn in
+        try await db.withAuditedTransaction(logger: logger) { conn in
             guard try await lock(deliveryId, token: token, on: conn) != nil else { return }
             try await conn.query(
                 """
@@ -198,7 +198,7 @@ public struct DispatchStore: Sendable {
         _ attempt: AttemptView, deliveryId: UUID, token: UUID, status: AttemptStatus = .failed, retryable: Bool, errorCode: String?,
         errorMessage: String
     ) async throws {
-        try await db.withTransaction(logger: logger) { conn in
+        try await db.withAuditedTransaction(logger: logger) { conn in
             guard try await lock(deliveryId, token: token, on: conn) != nil else { return }
             _ = try await move(
                 attemptId: attempt.id, deliveryId: deliveryId, to: status, errorCode: errorCode, errorMessage: String(errorMessage.prefix(500)),
@@ -208,7 +208,7 @@ public struct DispatchStore: Sendable {
 
     /// Settles the delivery: `delivered` (a channel confirmed) or `failed` (every channel failed).
     public func complete(_ id: UUID, token: UUID?, delivered: Bool, reason: String?, actor: DispatchActor) async throws {
-        try await db.withTransaction(logger: logger) { conn in
+        try await db.withAuditedTransaction(logger: logger) { conn in
             guard try await lock(id, token: token, on: conn) == "in_progress" else { return }
             try await settle(id, delivered: delivered, reason: reason, actor: actor, on: conn)
         }
@@ -233,7 +233,7 @@ public struct DispatchStore: Sendable {
     public func applyReport(
         attemptId: UUID?, messageId: String, status: AttemptStatus, errorCode: String?, errorMessage: String?, actor: DispatchActor
     ) async throws -> StatusReportOutcome {
-        try await db.withTransaction(logger: logger) { conn in
+        try await db.withAuditedTransaction(logger: logger) { conn in
             let rows: PostgresRowSequence
             if let attemptId {
                 rows = try await conn.query(
@@ -300,7 +300,7 @@ public struct DispatchStore: Sendable {
         _ conn: PostgresConnection, _ action: String, _ deliveryId: UUID, from: String?, to: String?, actor: DispatchActor,
         reason: String? = nil, details: AuditJSON? = nil
     ) async throws {
-        _ = try await appendAudit(
+        try await recordAudit(
             AuditEventInput(
                 action: action, actorId: actor.id, actorRoles: [], entityType: "delivery", entityId: deliveryId.lowercasedString,
                 fromState: from, toState: to, reason: reason, requestId: actor.requestId, clientAddress: actor.clientAddress,

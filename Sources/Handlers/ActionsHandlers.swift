@@ -58,7 +58,7 @@ extension SitrepHandlers {
                     VALUES (\(id), \(b.title), \(b.description ?? ""), \(b.ownerId), \(b.ownerName), \(caller.id), \(context.actorLabel),
                             \(b.dueDate.description)::date, \(b.priority.rawValue), \(b.briefingIds ?? [])::uuid[], \(b.signalIds ?? [])::uuid[])
                     """, logger: context.logger)
-                try await appendAudit(
+                try await recordAudit(
                     context.audit("action.create", entityType: "action", entityId: id.lowercasedString, toState: "open"), on: conn,
                     logger: context.logger)
                 guard let action = try await loadAction(id, on: conn, context: context) else { throw RowShapeError() }
@@ -170,7 +170,7 @@ extension SitrepHandlers {
     ) async throws {
         var toState: String?
         if case .invalidTransition(_, let to, _) = refusal { toState = to.rawValue }
-        try await appendAudit(
+        try await recordAudit(
             context.audit(
                 action, entityType: "action", entityId: current.id.lowercasedString, fromState: current.status.rawValue, toState: toState,
                 reason: ActionWorkflow.describe(refusal), outcome: .refused),
@@ -224,7 +224,7 @@ extension SitrepHandlers {
             sets.append("updated_at = now(), version = version + 1")
             try await conn.query(
                 PostgresQuery(unsafeSQL: "UPDATE actions SET \(sets.joined(separator: ", ")) WHERE id = $1", binds: binds), logger: context.logger)
-            try await appendAudit(
+            try await recordAudit(
                 context.audit(
                     "action.update", entityType: "action", entityId: current.id.lowercasedString, fromState: current.status.rawValue,
                     toState: next.rawValue, details: .object(changed)),
@@ -256,7 +256,7 @@ extension SitrepHandlers {
                 UPDATE actions SET status = 'cancelled', cancel_reason = \(reason), updated_at = now(), version = version + 1
                 WHERE id = \(current.id)
                 """, logger: context.logger)
-            try await appendAudit(
+            try await recordAudit(
                 context.audit(
                     "action.cancel", entityType: "action", entityId: current.id.lowercasedString, fromState: current.status.rawValue,
                     toState: ActionStatus.cancelled.rawValue, reason: reason),
@@ -318,7 +318,7 @@ extension SitrepHandlers {
                     "UPDATE actions SET progress = \(progress), updated_at = now(), version = version + 1 WHERE id = \(current.id)",
                     logger: context.logger)
             }
-            try await appendAudit(
+            try await recordAudit(
                 context.audit(
                     "action.progress", entityType: "action", entityId: current.id.lowercasedString, fromState: current.status.rawValue,
                     toState: current.status.rawValue,

@@ -106,7 +106,7 @@ extension SitrepHandlers {
         let sectionsJSON = String(decoding: b.sections.jsonBytes(capacity: 4096), as: UTF8.self)
         let caller = context.caller
         let created: Briefing = try await database {
-            try await db.withTransaction(logger: context.logger) { conn in
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
                 try await conn.query(
                     """
                     INSERT INTO briefings (id, title, title_ar, briefing_date, status, summary, summary_ar, sections, model_version,
@@ -121,7 +121,7 @@ extension SitrepHandlers {
                     VALUES (\(id), 1, \(b.title), \(b.titleAr), \(b.summary), \(b.summaryAr), \(sectionsJSON)::jsonb, \(hash),
                             \(context.actorLabel), \(caller.id))
                     """, logger: context.logger)
-                try await appendAudit(
+                try await recordAudit(
                     context.audit("briefing.create", entityType: "briefing", entityId: id.lowercasedString, toState: "draft"),
                     on: conn, logger: context.logger)
                 guard let loaded = try await loadBriefing(id, on: conn, context: context, lock: false) else { throw RowShapeError() }
@@ -224,13 +224,13 @@ extension SitrepHandlers {
         }
         let caller = context.caller
         let result: Result = try await database {
-            try await db.withTransaction(logger: context.logger) { conn in
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
                 guard let (current, _, version) = try await loadBriefing(input.briefingId, on: conn, context: context, lock: true) else {
                     return .notFound
                 }
                 if input.ifMatch != "*" && ETag.version(fromIfMatch: input.ifMatch, prefix: Self.briefingTagPrefix) != version { return .stale }
                 guard BriefingWorkflow.isEditable(current.status) else {
-                    try await appendAudit(
+                    try await recordAudit(
                         context.audit(
                             "briefing.update", entityType: "briefing", entityId: current.id.lowercasedString,
                             fromState: current.status.rawValue, reason: "only drafts can be edited", outcome: .refused),
@@ -256,7 +256,7 @@ extension SitrepHandlers {
                     VALUES (\(input.briefingId), \(revision), \(b.title), \(b.titleAr), \(b.summary), \(b.summaryAr), \(sectionsJSON)::jsonb,
                             \(hash), \(b.changeNote), \(context.actorLabel), \(caller.id))
                     """, logger: context.logger)
-                try await appendAudit(
+                try await recordAudit(
                     context.audit(
                         "briefing.update", entityType: "briefing", entityId: current.id.lowercasedString, fromState: "draft", toState: "draft",
                         reason: b.changeNote, details: ["revision": .int(Int64(revision))]),
@@ -290,7 +290,7 @@ extension SitrepHandlers {
     ) async throws -> TransitionResult {
         let caller = context.caller
         return try await database {
-            try await db.withTransaction(logger: context.logger) { conn in
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
                 guard let (current, submitter, version) = try await loadBriefing(briefingId, on: conn, context: context, lock: true) else {
                     return .notFound
                 }
@@ -298,7 +298,7 @@ extension SitrepHandlers {
                 let actor = BriefingWorkflow.Actor(id: caller.id, roles: caller.roles)
                 switch BriefingWorkflow.decide(transition, from: current.status, actor: actor, submittedBy: submitter) {
                 case .failure(let refusal):
-                    try await appendAudit(
+                    try await recordAudit(
                         context.audit(
                             transition.action, entityType: "briefing", entityId: briefingId.lowercasedString,
                             fromState: current.status.rawValue, toState: BriefingWorkflow.edge(transition).to.rawValue,
@@ -334,7 +334,7 @@ extension SitrepHandlers {
                             """
                     }
                     try await conn.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: context.logger)
-                    try await appendAudit(
+                    try await recordAudit(
                         context.audit(
                             transition.action, entityType: "briefing", entityId: briefingId.lowercasedString,
                             fromState: current.status.rawValue, toState: next.rawValue, reason: reason,

@@ -20,7 +20,7 @@ extension SitrepHandlers {
                 guard let (current, submitter, _) = try await loadBriefing(id, on: conn, context: context, lock: true) else { return .notFound }
                 let actor = BriefingWorkflow.Actor(id: caller.id, roles: caller.roles)
                 if case .failure(let refusal) = BriefingWorkflow.decide(.distribute, from: current.status, actor: actor, submittedBy: submitter) {
-                    try await appendAudit(
+                    try await recordAudit(
                         context.audit(
                             BriefingWorkflow.Transition.distribute.action, entityType: "briefing", entityId: id.lowercasedString,
                             fromState: current.status.rawValue, toState: BriefingStatus.distributed.rawValue, reason: Self.describe(refusal),
@@ -46,7 +46,7 @@ extension SitrepHandlers {
                     WHERE id = \(id) RETURNING distributed_at
                     """, logger: context.logger)
                 for try await d in updated.decode(Date.self) { at = d }
-                try await appendAudit(
+                try await recordAudit(
                     context.audit(
                         BriefingWorkflow.Transition.distribute.action, entityType: "briefing", entityId: id.lowercasedString,
                         fromState: current.status.rawValue, toState: BriefingStatus.distributed.rawValue,

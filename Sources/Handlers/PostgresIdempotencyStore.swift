@@ -3,6 +3,7 @@ import HTTPTypes
 import Logging
 import PostgresNIO
 import SitrepRuntime
+import Storage
 
 /// `x-idempotency` keys in PostgreSQL, exactly once without a distributed lock service.
 ///
@@ -74,15 +75,18 @@ public struct PostgresIdempotencyStore: IdempotencyStore {
                         try await conn.query(
                             "DELETE FROM idempotency_keys WHERE principal_id = \(principal) AND key = \(key)", logger: logger)
                     }
-                    let response = try await body(conn)
-                    guard IdempotencyPolicy.keeps(response) else { throw Discard(response: response) }
-                    try await conn.query(
-                        """
-                        INSERT INTO idempotency_keys (principal_id, key, operation, fingerprint, status, headers, content_type, body, expires_at)
-                        VALUES (\(principal), \(key), \(operation), \(fingerprint), \(response.status), \(Self.json(response.headers))::jsonb,
-                                \(response.contentType), \(ByteBuffer(bytes: response.body)), now() + make_interval(secs => \(retentionSeconds)))
-                        """, logger: logger)
-                    return .fresh(response)
+                    // The effect's audit events are written after the key, just before the commit (AuditBatch).
+                    return try await AuditBatch.run(on: conn, logger: logger) {
+                        let response = try await body(conn)
+                        guard IdempotencyPolicy.keeps(response) else { throw Discard(response: response) }
+                        try await conn.query(
+                            """
+                            INSERT INTO idempotency_keys (principal_id, key, operation, fingerprint, status, headers, content_type, body, expires_at)
+                            VALUES (\(principal), \(key), \(operation), \(fingerprint), \(response.status), \(Self.json(response.headers))::jsonb,
+                                    \(response.contentType), \(ByteBuffer(bytes: response.body)), now() + make_interval(secs => \(retentionSeconds)))
+                            """, logger: logger)
+                        return IdempotencyOutcome.fresh(response)
+                    }
                 }
             }
         } catch let e as PostgresTransactionError {
@@ -117,5 +121,5 @@ func withEffectTransaction<T: Sendable>(
     if let conn = context.transaction as? PostgresConnection {
         return try await body(conn)
     }
-    return try await db.withTransaction(logger: context.logger) { conn in try await body(conn) }
+    return try await db.withAuditedTransaction(logger: context.logger) { conn in try await body(conn) }
 }

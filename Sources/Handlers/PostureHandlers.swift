@@ -48,7 +48,7 @@ extension SitrepHandlers {
             case stale, done(PostureEntry)
         }
         let result: Result = try await database {
-            try await db.withTransaction(logger: context.logger) { conn in
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
                 // A domain row may not exist yet: create it at `normal`, never set, then lock it.
                 try await conn.query(
                     "INSERT INTO posture (domain, level, version) VALUES (\(input.domain.rawValue), 'normal', 1) ON CONFLICT (domain) DO NOTHING",
@@ -81,7 +81,7 @@ extension SitrepHandlers {
                     VALUES (\(UUIDv7.make()), \(input.domain.rawValue), \(fromLevelOrNil), \(input.body.level.rawValue),
                             \(input.body.rationale), \(actor), \(setAt))
                     """, logger: context.logger)
-                try await appendAudit(
+                try await recordAudit(
                     context.audit(
                         "posture.set", entityType: "posture", entityId: input.domain.rawValue, fromState: fromLevel,
                         toState: input.body.level.rawValue, reason: input.body.rationale),

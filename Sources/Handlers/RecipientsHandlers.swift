@@ -84,14 +84,14 @@ extension SitrepHandlers {
         let id = UUIDv7.make()
         let created: Recipient? = try await database {
             do {
-                return try await db.withTransaction(logger: context.logger) { conn in
+                return try await db.withAuditedTransaction(logger: context.logger) { conn in
                     if try await phoneInUse(b.phone, except: nil, on: conn, context: context) { return nil }
                     try await conn.query(
                         """
                         INSERT INTO recipients (id, name, title, phone, email, language, channels)
                         VALUES (\(id), \(b.name), \(b.title), \(b.phone), \(b.email), \(b.language.rawValue), \(Self.canonicalChannels(b.channels)))
                         """, logger: context.logger)
-                    try await appendAudit(
+                    try await recordAudit(
                         context.audit(
                             "recipient.create", entityType: "recipient", entityId: id.lowercasedString, toState: "active",
                             details: ["channels": .array(Self.canonicalChannels(b.channels).map { .string($0) })]),
@@ -122,7 +122,7 @@ extension SitrepHandlers {
     ) async throws -> RecipientWrite {
         try await database {
             do {
-                return try await db.withTransaction(logger: context.logger) { conn in
+                return try await db.withAuditedTransaction(logger: context.logger) { conn in
                     guard let current = try await loadRecipient(id, on: conn, context: context, lock: true) else { return .notFound }
                     if ifMatch != "*"
                         && ETag.version(fromIfMatch: ifMatch, prefix: Self.recipientTagPrefix)
@@ -153,7 +153,7 @@ extension SitrepHandlers {
                     updated_at = now(), version = version + 1
                 WHERE id = \(current.id)
                 """, logger: context.logger)
-            try await appendAudit(
+            try await recordAudit(
                 context.audit(
                     "recipient.update", entityType: "recipient", entityId: current.id.lowercasedString,
                     fromState: current.active ? "active" : "inactive", toState: b.active ? "active" : "inactive",
@@ -174,7 +174,7 @@ extension SitrepHandlers {
             guard current.active else { return true }  // already inactive: a no-op, nothing to audit
             try await conn.query(
                 "UPDATE recipients SET active = false, updated_at = now(), version = version + 1 WHERE id = \(current.id)", logger: context.logger)
-            try await appendAudit(
+            try await recordAudit(
                 context.audit(
                     "recipient.deactivate", entityType: "recipient", entityId: current.id.lowercasedString, fromState: "active",
                     toState: "inactive"),

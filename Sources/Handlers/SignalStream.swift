@@ -4,6 +4,7 @@ import Logging
 import PostgresNIO
 import Redis
 import SitrepRuntime
+import Storage
 import Synchronization
 
 /// The live signal stream's fan-out, one per instance.
@@ -94,12 +95,14 @@ public final class SignalStreamHub: Sendable {
 
     // MARK: writers
 
-    /// Records events for `signalIds` in the caller's transaction. Call after the transaction's
-    /// audit event, so events commit in `seq` order (see migration 0007).
+    /// Records events for `signalIds` in the caller's transaction, behind its audit event (held
+    /// back with it under an ``AuditBatch``), so events commit in `seq` order (see migration 0007).
     static func record(_ kind: String, signalIds: [UUID], on conn: PostgresConnection, logger: Logger) async throws {
-        try await conn.query(
-            "INSERT INTO signal_events (kind, signal_id) SELECT \(kind), id FROM unnest(\(signalIds)::uuid[]) WITH ORDINALITY AS t(id, ord) ORDER BY ord",
-            logger: logger)
+        try await afterAudit(on: conn) { conn in
+            try await conn.query(
+                "INSERT INTO signal_events (kind, signal_id) SELECT \(kind), id FROM unnest(\(signalIds)::uuid[]) WITH ORDINALITY AS t(id, ord) ORDER BY ord",
+                logger: logger)
+        }
     }
 
     /// Whether the hub has read the event log's head (streams and cached pages need it).

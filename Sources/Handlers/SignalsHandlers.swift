@@ -204,7 +204,7 @@ extension SitrepHandlers {
         document.append(UInt8(ascii: "]"))
         let batch = String(decoding: document, as: UTF8.self)
         let results: [SignalIngestItem] = try await database { [ids, hashes] in
-            try await db.withTransaction(logger: context.logger) { conn in
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
                 var out = [SignalIngestItem?](repeating: nil, count: items.count)
                 let rows = try await conn.query(
                     """
@@ -249,7 +249,7 @@ extension SitrepHandlers {
                 let created = done.filter { $0.outcome == .created }.count
                 let conflicts = done.filter { $0.outcome == .conflict }.count
                 if created > 0 || conflicts > 0 {
-                    try await appendAudit(
+                    try await recordAudit(
                         context.audit(
                             "signal.ingest", entityType: "signal_batch", entityId: context.requestId,
                             details: ["received": .int(Int64(items.count)), "created": .int(Int64(created)), "conflicts": .int(Int64(conflicts))]),
@@ -389,7 +389,7 @@ extension SitrepHandlers {
             case notFound, stale, done(Signal)
         }
         let result: Result = try await database {
-            try await db.withTransaction(logger: context.logger) { conn in
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
                 let rows = try await conn.query(
                     "SELECT version, status FROM signals WHERE id = \(input.signalId) FOR UPDATE", logger: context.logger)
                 var current: (Int, String)?
@@ -413,7 +413,7 @@ extension SitrepHandlers {
                         }()), logger: context.logger)
                 var signal: Signal?
                 for try await row in updated { signal = try Self.signal(from: row) }
-                try await appendAudit(
+                try await recordAudit(
                     context.audit(
                         "signal.triage", entityType: "signal", entityId: input.signalId.lowercasedString,
                         fromState: fromStatus, toState: input.body.status.rawValue, reason: input.body.note),

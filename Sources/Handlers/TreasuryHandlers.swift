@@ -100,7 +100,7 @@ extension SitrepHandlers {
         do {
             // No deadline: the transaction lasts as long as the client takes to send the file.
             let (file, upload) = try await databaseUnbounded {
-                try await db.withTransaction(logger: context.logger) { conn in
+                try await db.withAuditedTransaction(logger: context.logger) { conn in
                     let file = try await receive(input.body, uploadId: id, on: conn, progress: progress, context: context)
                     let upload = try await storeUpload(id, fileName: input.fileName, file: file, on: conn, context: context)
                     return (file, upload)
@@ -264,7 +264,7 @@ extension SitrepHandlers {
         var stored: TreasuryUpload?
         for try await row in rows { stored = try Self.treasuryUpload(from: row) }
         guard let stored else { throw RowShapeError() }
-        try await appendAudit(
+        try await recordAudit(
             context.audit(
                 "treasury_upload.accepted", entityType: "treasury_upload", entityId: id.lowercasedString, toState: "accepted",
                 details: [
@@ -336,8 +336,8 @@ extension SitrepHandlers {
             "treasury_upload.refused", entityType: "treasury_upload", entityId: uploadId.lowercasedString, toState: "refused",
             reason: reason, outcome: .refused, details: .object(all))
         try await database {
-            try await db.withTransaction(logger: context.logger) { conn in
-                _ = try await appendAudit(event, on: conn, logger: context.logger)
+            try await db.withAuditedTransaction(logger: context.logger) { conn in
+                try await recordAudit(event, on: conn, logger: context.logger)
             }
         }
     }

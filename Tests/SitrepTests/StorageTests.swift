@@ -502,6 +502,58 @@ struct AuditChainTests {
         }
     }
 
+    /// Under an AuditBatch the events are written at the end of the transaction, in the order
+    /// recorded, then the steps behind them; the chain head is not held while the rest of the
+    /// transaction runs, so another writer appends and commits meanwhile without waiting.
+    @Test func batchedEventsAreWrittenAtTheEndAndDoNotHoldTheChainHead() async throws {
+        try await TestDatabase.with { db in
+            let log = TestDatabase.logger
+            @Sendable func count(_ conn: PostgresConnection) async throws -> Int {
+                try await conn.query("SELECT count(*)::int8 FROM audit_events", logger: log).collect().first!.decode(Int.self)
+            }
+            let order = try await db.client.withAuditedTransaction(logger: log) { conn -> [String] in
+                try await recordAudit(event(1), on: conn, logger: log)
+                try await recordAudit(event(2), on: conn, logger: log)
+                try await afterAudit(on: conn) { conn in
+                    // Behind the events: they are in the table when this runs (with the other writer's).
+                    let seen = try await count(conn)
+                    #expect(seen == 3)
+                }
+                #expect(try await count(conn) == 0, "held back until the end")
+                // Meanwhile another writer is not kept waiting by this transaction.
+                try await db.client.withTransaction(logger: log) { other in
+                    try await other.query("SET LOCAL lock_timeout = '2s'", logger: log)
+                    try await appendAudit(event(3), on: other, logger: log)
+                }
+                return ["done"]
+            }
+            #expect(order == ["done"])
+            let rows = try await db.client.query("SELECT request_id FROM audit_events ORDER BY sequence", logger: log).collect()
+            #expect(try rows.map { try $0.decode(String.self) } == ["req-3", "req-1", "req-2"])
+            #expect(try await AuditVerifier().verify(client: db.client).valid)
+
+            // A transaction that fails writes none of what it held, and runs none of its steps.
+            struct Failed: Error {}
+            await #expect(throws: (any Error).self) {
+                try await db.client.withAuditedTransaction(logger: log) { conn in
+                    try await recordAudit(event(4), on: conn, logger: log)
+                    try await afterAudit(on: conn) { conn in try await conn.query("SELECT 1/0", logger: log) }
+                    throw Failed()
+                }
+            }
+            let total = try await db.client.query("SELECT count(*)::int8 FROM audit_events", logger: log).collect().first!.decode(Int.self)
+            #expect(total == 3)
+
+            // Outside a batch (or on another connection than the batch's) an event is written at once.
+            try await db.client.withAuditedTransaction(logger: log) { conn in
+                try await db.client.withConnection { other in
+                    try await recordAudit(event(5), on: other, logger: log)
+                    #expect(try await count(other) == 4)
+                }
+            }
+        }
+    }
+
     @Test func appendReturnsTheStoredChainedRow() async throws {
         try await TestDatabase.with { db in
             let chosen = UUID()
