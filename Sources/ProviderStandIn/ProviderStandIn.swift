@@ -50,7 +50,11 @@ public final class ProviderStandIn: Sendable {
         configuration: ProviderStandInConfiguration = ProviderStandInConfiguration(), host: String = "127.0.0.1", port: Int = 0,
         logger: Logger
     ) async throws -> ProviderStandIn {
-        let callbackClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        // Twilio calls back from a fleet, not over a handful of pooled connections: a callback
+        // should wait on the receiver, not in this client's queue for a connection.
+        var callbackConfiguration = HTTPClient.Configuration()
+        callbackConfiguration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 256
+        let callbackClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: callbackConfiguration)
         let core = StandInCore(configuration: configuration, logger: logger, callbackClient: callbackClient)
         let router = Router()
         core.addRoutes(to: router)

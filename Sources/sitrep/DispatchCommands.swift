@@ -75,7 +75,7 @@ struct Worker: AsyncParsableCommand {
             poolSize: max(4, config.dispatch.concurrency + 2),
             keepAlive: config.databaseKeepAliveSeconds > 0 ? .seconds(config.databaseKeepAliveSeconds) : nil)
         let postgres = PostgresClient(configuration: pgConfig, backgroundLogger: logger)
-        let httpClient = makeHTTPClient()
+        let httpClient = makeHTTPClient(connectionsPerHost: config.dispatch.concurrency)
         guard let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) else {
             try? await httpClient.shutdown()
             die("no provider is configured: set SITREP_TWILIO_ACCOUNT_SID/AUTH_TOKEN or SITREP_SENDGRID_API_KEY")

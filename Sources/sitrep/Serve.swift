@@ -52,7 +52,7 @@ struct Serve: AsyncParsableCommand {
         }
         let migrator = Migrator(client: postgres, migrations: migrations, logger: logger)
 
-        let httpClient = makeHTTPClient()
+        let httpClient = makeHTTPClient(connectionsPerHost: config.dispatch.concurrency)
         let authenticator: JWTAuthenticator
         do {
             authenticator = try await makeAuthenticator(config, httpClient: httpClient, logger: logger)
@@ -201,9 +201,13 @@ func bootstrapTracing(logger: Logger) -> (tracer: any Tracer, service: any Servi
 }
 
 /// The shared client for outbound calls. Its own tracing is off: `ClientSpans` makes one client
-/// span per call, named after it, and injects the trace context itself.
-func makeHTTPClient() -> HTTPClient {
-    HTTPClient(eventLoopGroupProvider: .singleton, configuration: ClientSpans.withoutClientOwnSpans(HTTPClient.Configuration()))
+/// span per call, named after it, and injects the trace context itself. Over HTTP/1 it opens up
+/// to `connectionsPerHost` connections to one host (async-http-client's default is 8), so the
+/// dispatcher's concurrency is what reaches Twilio and SendGrid rather than a queue for 8.
+func makeHTTPClient(connectionsPerHost: Int = 8) -> HTTPClient {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = max(8, connectionsPerHost)
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: ClientSpans.withoutClientOwnSpans(configuration))
 }
 
 /// Token validation: the configured OIDC issuer, or the local dev issuer outside production.
