@@ -255,7 +255,8 @@ extension SitrepHandlers {
                             details: ["received": .int(Int64(items.count)), "created": .int(Int64(created)), "conflicts": .int(Int64(conflicts))]),
                         on: conn, logger: context.logger)
                 }
-                // After the audit event (whose trigger holds the chain head until commit), so events commit in seq order.
+                // Behind the audit event (record writes after it, at the end with it under the batch): the chain
+                // head its trigger takes until commit makes events commit in seq order.
                 let createdIds = done.filter { $0.outcome == .created }.map(\.id)
                 if !createdIds.isEmpty {
                     try await SignalStreamHub.record("signal.created", signalIds: createdIds, on: conn, logger: context.logger)
