@@ -230,11 +230,10 @@ public final class SignalStreamHub: Sendable {
         // A write committed during this pass has woken the hub again (the wake-ups keep the
         // newest one), so one pass per wake-up leaves nothing behind.
         let head = try await head()
-        let from = state.withLock { s in
+        var after = state.withLock { s in
             s.knownHead = max(s.knownHead, head)
             return s.lastSeq ?? 0
         }
-        var after = from
         while after < head {
             let idle = state.withLock { s in
                 guard s.subscribers.isEmpty else { return false }
@@ -342,8 +341,8 @@ public final class SignalStreamHub: Sendable {
         }
         let settings = settings
         return EventStream { write in
-            // However the stream ends (the client gone, a write failed), it leaves the hub now,
-            // not when its buffer fills up.
+            // However the stream ends (the client gone, a write failed), it leaves the hub as
+            // the producer returns, not whenever the response lets go of the stream.
             defer { continuation.finish() }
             // Open the stream at once, so the client knows it is connected before any event.
             try await write(EventStream.comment("connected"))
