@@ -87,9 +87,13 @@ public actor JWTAuthenticator: Authenticator {
     // MARK: Authenticator
 
     public nonisolated func authenticate(bearerToken: String) async throws -> Principal {
-        let skew = configuration.clockSkew.timeInterval
-        if let principal = verified.lookup(bearerToken, now: Date().timeIntervalSince1970, skew: skew) { return principal }
+        if let principal = cachedPrincipal(bearerToken: bearerToken[...]) { return principal }
         return try await authenticateUncached(bearerToken)
+    }
+
+    /// A token verified before (see ``VerifiedTokenCache``), its time claims checked again now.
+    public nonisolated func cachedPrincipal(bearerToken: Substring) -> Principal? {
+        verified.lookup(bearerToken, now: Date().timeIntervalSince1970, skew: configuration.clockSkew.timeInterval)
     }
 
     private func authenticateUncached(_ bearerToken: String) async throws -> Principal {

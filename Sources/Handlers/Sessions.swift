@@ -232,6 +232,10 @@ public struct SitrepAuthenticator: Authenticator {
         try await bearer.authenticate(bearerToken: bearerToken)
     }
 
+    public func cachedPrincipal(bearerToken: Substring) -> Principal? {
+        bearer.cachedPrincipal(bearerToken: bearerToken)
+    }
+
     public func authenticate(sessionCookie: String) async throws -> Principal? {
         guard let sessions else { return nil }
         return try await sessions.principal(forCookie: sessionCookie)

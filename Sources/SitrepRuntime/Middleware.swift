@@ -25,7 +25,7 @@ public struct SitrepMiddleware: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let requestId = Self.requestId(from: request.headers[.xRequestID])
+        let requestId = Self.requestId(from: request.headers.value(of: .xRequestID))
         context.requestId = requestId
         let start = ContinuousClock.now
         var response: Response
@@ -60,9 +60,8 @@ public struct SitrepMiddleware: RouterMiddleware {
         response.headers[.xRequestID] = requestId
         // HEAD: whatever answered (a GET route, a 404 or 405 problem), the headers without a body.
         if request.method == .head { response = response.createHeadResponse() }
-        let ms =
-            Double((ContinuousClock.now - start).components.attoseconds) / 1e15
-            + Double((ContinuousClock.now - start).components.seconds) * 1000
+        let elapsed = (ContinuousClock.now - start).components
+        let ms = Double(elapsed.attoseconds) / 1e15 + Double(elapsed.seconds) * 1000
         context.logger.info(
             "request",
             metadata: {

@@ -223,10 +223,14 @@ public struct APIRuntime: Sendable {
                     return ProblemError(problem)
                 }
                 let p: Principal
-                do {
-                    p = try await authenticate(op, request: request)
-                } catch let e as ProblemError where e.problem.status == 401 {
-                    throw await refuse(.unauthenticated, e.problem, nil)
+                if let known = cachedBearer(op, request: request) {
+                    p = known
+                } else {
+                    do {
+                        p = try await authenticate(op, request: request)
+                    } catch let e as ProblemError where e.problem.status == 401 {
+                        throw await refuse(.unauthenticated, e.problem, nil)
+                    }
                 }
                 if p.scheme == "sessionCookie", let reason = csrfRefusal(request) {
                     let problem = Problem(status: 403, code: "auth.csrf_rejected", title: "Cross-site request refused", detail: reason)
@@ -268,7 +272,7 @@ public struct APIRuntime: Sendable {
             var json: JSONValue?
             var raw: [UInt8]?
             var stream: RequestBodyStream?
-            let contentType = request.headers[.contentType]
+            let contentType = request.headers.value(of: .contentType)
             if op.streamsRequest {
                 stream = try streamedBody(op, request: request, contentType: contentType)
             } else if !op.requestContentTypes.isEmpty {
@@ -346,11 +350,21 @@ public struct APIRuntime: Sendable {
 
     // MARK: helpers
 
+    /// The caller, when the operation takes a bearer token and this one is in the
+    /// authenticator's cache of verified tokens: the usual case, answered without suspending.
+    private func cachedBearer(_ op: OperationInfo, request: Request) -> Principal? {
+        guard let authenticator, op.security.contains("bearerAuth"), let auth = request.headers.value(of: .authorization),
+            let token = Self.bearerTokenSlice(auth), var p = authenticator.cachedPrincipal(bearerToken: token)
+        else { return nil }
+        p.scheme = "bearerAuth"
+        return p
+    }
+
     private func authenticate(_ op: OperationInfo, request: Request) async throws -> Principal {
         guard let authenticator else {
             throw ProblemError(Problem.internalError())
         }
-        if op.security.contains("bearerAuth"), let auth = request.headers[.authorization] {
+        if op.security.contains("bearerAuth"), let auth = request.headers.value(of: .authorization) {
             guard let token = Self.bearerToken(auth) else {
                 throw ProblemError(unauthorized(error: "invalid_request", description: "Authorization must be 'Bearer <token>'."))
             }
@@ -379,6 +393,11 @@ public struct APIRuntime: Sendable {
     /// The token of `Bearer <token>` (the scheme in any case, RFC 9110 §11.1), or nil when the
     /// value is not that. Read without splitting or case-mapping copies.
     static func bearerToken(_ value: String) -> String? {
+        bearerTokenSlice(value).map(String.init)
+    }
+
+    /// ``bearerToken(_:)`` as a slice of `value`, not a copy.
+    static func bearerTokenSlice(_ value: String) -> Substring? {
         let u = value.utf8
         guard u.count > 7 else { return nil }
         var i = u.startIndex
@@ -388,7 +407,7 @@ public struct APIRuntime: Sendable {
         }
         guard u[i] == UInt8(ascii: " ") else { return nil }
         let rest = value[u.index(after: i)...]
-        return rest.isEmpty ? nil : String(rest)
+        return rest.isEmpty ? nil : rest
     }
 
     /// Why a cookie-authenticated request looks cross-site, or nil. Safe methods never change
@@ -595,7 +614,7 @@ public struct APIRuntime: Sendable {
 
     public static func response(_ out: EncodedResponse) -> Response {
         var headers = HTTPFields()
-        if let ct = out.contentType { headers[.contentType] = ct }
+        if let ct = out.contentType { headers.append(HTTPField(name: .contentType, value: ct)) }
         for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
         let status = HTTPResponse.Status(code: out.status)
         if let stream = out.stream {

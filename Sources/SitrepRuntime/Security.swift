@@ -61,10 +61,15 @@ public protocol Authenticator: Sendable {
     func authenticate(bearerToken: String) async throws -> Principal
     /// Verify a browser session cookie value. Return nil when sessions are not supported.
     func authenticate(sessionCookie: String) async throws -> Principal?
+    /// The principal for a bearer token that already passed every check of
+    /// `authenticate(bearerToken:)` and still would, answered without suspending (a cache);
+    /// nil sends the token through `authenticate(bearerToken:)`.
+    func cachedPrincipal(bearerToken: Substring) -> Principal?
 }
 
 extension Authenticator {
     public func authenticate(sessionCookie: String) async throws -> Principal? { nil }
+    public func cachedPrincipal(bearerToken: Substring) -> Principal? { nil }
 }
 
 /// A refused access attempt — 401, 403 or a step-up challenge — for the audit log. Carries who

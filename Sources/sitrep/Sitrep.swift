@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SitrepRuntime
 
 @main
 struct Sitrep: AsyncParsableCommand {

@@ -122,6 +122,25 @@ struct VerifiedTokenCacheTests {
         #expect(cache.lookup("d", now: now, skew: 0) == nil)
         #expect(cache.lookup("c", now: now, skew: 0) == nil)
     }
+
+    /// The cache hashes a token by its length and last 32 bytes only: tokens that share those
+    /// still find their own entry, never another's.
+    @Test func tokensThatHashAlikeAreStillToldApart() async throws {
+        let cache = VerifiedTokenCache(capacity: 8)
+        let now = Date().timeIntervalSince1970
+        let tail = String(repeating: "s", count: 40)
+        let alice = Principal(id: "t:alice", tenantId: "t", objectId: "alice", roles: ["Sitrep.Admin"])
+        let bob = Principal(id: "t:bob", tenantId: "t", objectId: "bob", roles: ["Sitrep.Viewer"])
+        cache.insert("header-a." + tail, .init(principal: alice, expiresAt: now + 60, notBefore: nil, generation: 0), now: now)
+        cache.insert("header-b." + tail, .init(principal: bob, expiresAt: now + 60, notBefore: nil, generation: 0), now: now)
+        #expect(cache.count == 2)
+        #expect(cache.lookup(Substring("header-a." + tail), now: now, skew: 0) == alice)
+        #expect(cache.lookup(Substring("header-b." + tail), now: now, skew: 0) == bob)
+        #expect(cache.lookup(Substring("header-c." + tail), now: now, skew: 0) == nil)
+        // A slice of a longer header value finds the token it spells.
+        let header = "Bearer header-a." + tail
+        #expect(cache.lookup(header.dropFirst(7), now: now, skew: 0) == alice)
+    }
 }
 
 // MARK: - Local keys: principal mapping
