@@ -338,6 +338,7 @@ public struct APIRuntime: Sendable {
             } else {
                 out = try stamped(try await run(parts, opContext), requestId: requestId, path: request.uri.path)
             }
+            guard !rateHeaders.isEmpty else { return finish(out, op: op, requestId: requestId, logger: logger) }
             var answered = out
             answered.headers += rateHeaders
             return finish(answered, op: op, requestId: requestId, logger: logger)
@@ -400,14 +401,13 @@ public struct APIRuntime: Sendable {
     static func bearerTokenSlice(_ value: String) -> Substring? {
         let u = value.utf8
         guard u.count > 7 else { return nil }
-        var i = u.startIndex
-        for expected in "bearer".utf8 {
-            guard u[i] | 0x20 == expected else { return nil }
-            i = u.index(after: i)
+        // The scheme compared a byte at a time, `| 0x20` folding ASCII case; index arithmetic on
+        // the UTF-8 view is per-byte bookkeeping this runs on every request.
+        func isScheme(_ b: some Collection<UInt8>) -> Bool {
+            zip(b, "bearer ".utf8).allSatisfy { $1 == UInt8(ascii: " ") ? $0 == $1 : $0 | 0x20 == $1 }
         }
-        guard u[i] == UInt8(ascii: " ") else { return nil }
-        let rest = value[u.index(after: i)...]
-        return rest.isEmpty ? nil : rest
+        guard u.withContiguousStorageIfAvailable({ isScheme($0.prefix(7)) }) ?? isScheme(u.prefix(7)) else { return nil }
+        return value[u.index(u.startIndex, offsetBy: 7)...]
     }
 
     /// Why a cookie-authenticated request looks cross-site, or nil. Safe methods never change
@@ -612,9 +612,12 @@ public struct APIRuntime: Sendable {
         }
     }
 
+    /// The content type of most answers, checked once (making a field checks its value).
+    static let jsonContentType = HTTPField(name: .contentType, value: "application/json")
+
     public static func response(_ out: EncodedResponse) -> Response {
         var headers = HTTPFields()
-        if let ct = out.contentType { headers.append(HTTPField(name: .contentType, value: ct)) }
+        if let ct = out.contentType { headers.append(ct == "application/json" ? jsonContentType : HTTPField(name: .contentType, value: ct)) }
         for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
         let status = HTTPResponse.Status(code: out.status)
         if let stream = out.stream {
