@@ -404,9 +404,15 @@ public struct APIRuntime: Sendable {
         // The scheme compared a byte at a time, `| 0x20` folding ASCII case; index arithmetic on
         // the UTF-8 view is per-byte bookkeeping this runs on every request.
         func isScheme(_ b: some Collection<UInt8>) -> Bool {
-            zip(b, "bearer ".utf8).allSatisfy { $1 == UInt8(ascii: " ") ? $0 == $1 : $0 | 0x20 == $1 }
+            let scheme: StaticString = "bearer"
+            var i = b.startIndex
+            for k in 0..<6 {
+                guard b[i] | 0x20 == scheme.utf8Start[k] else { return false }
+                i = b.index(after: i)
+            }
+            return b[i] == UInt8(ascii: " ")
         }
-        guard u.withContiguousStorageIfAvailable({ isScheme($0.prefix(7)) }) ?? isScheme(u.prefix(7)) else { return nil }
+        guard u.withContiguousStorageIfAvailable({ isScheme($0) }) ?? isScheme(u) else { return nil }
         return value[u.index(u.startIndex, offsetBy: 7)...]
     }
 
