@@ -253,18 +253,19 @@ extension UUID {
     /// The canonical lowercase form (`8-4-4-4-12` hex digits), written without Foundation's
     /// uppercase string and a second pass to lowercase it.
     public var lowercasedString: String {
-        let digits: StaticString = "0123456789abcdef"
+        let digits = ("0123456789abcdef" as StaticString).utf8Start
         return withUnsafeBytes(of: uuid) { raw in
             String(unsafeUninitializedCapacity: 36) { out in
                 var j = 0
-                for (i, b) in raw.enumerated() {
+                for i in 0..<16 {
                     if i == 4 || i == 6 || i == 8 || i == 10 {
                         out[j] = UInt8(ascii: "-")
-                        j += 1
+                        j &+= 1
                     }
-                    out[j] = digits.utf8Start[Int(b >> 4)]
-                    out[j + 1] = digits.utf8Start[Int(b & 0x0f)]
-                    j += 2
+                    let b = raw[i]
+                    out[j] = digits[Int(b >> 4)]
+                    out[j &+ 1] = digits[Int(b & 0x0f)]
+                    j &+= 2
                 }
                 return j
             }

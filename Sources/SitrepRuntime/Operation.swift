@@ -17,6 +17,8 @@ public final class OperationInfo: Sendable {
     public let security: [String]
     /// `x-roles`: the caller needs at least one.
     public let roles: [String]
+    /// ``roles`` as a set, so checking a caller's (usually one) role hashes that role only.
+    public let roleSet: Set<String>
     /// `x-mfa: required`.
     public let mfa: Bool
     /// `x-idempotency: required`.
@@ -49,6 +51,7 @@ public final class OperationInfo: Sendable {
         self.path = path
         self.security = security
         self.roles = roles
+        self.roleSet = Set(roles)
         self.mfa = mfa
         self.idempotency = idempotency
         self.rateLimit = rateLimit

@@ -238,7 +238,7 @@ public struct APIRuntime: Sendable {
                 }
                 principal = p
                 facts?.set(principal: p.id)
-                if !op.roles.isEmpty && p.roles.isDisjoint(with: op.roles) {
+                if !op.roleSet.isEmpty && p.roles.isDisjoint(with: op.roleSet) {
                     let problem = Problem(
                         status: 403, code: "auth.forbidden", detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", ")).")
                     throw await refuse(.forbidden, problem, p)
