@@ -74,9 +74,10 @@ extension SitrepHandlers {
         w.raw(",\"ingestedAt\":")
         w.dateTime(try r.date())
         let version = try r.int()
-        w.raw(",\"etag\":")
-        w.string(ETag.make(version))
-        w.raw("}")
+        // `ETag.make(version)` as a JSON string, `"\"7\""`, without making the String.
+        w.raw(",\"etag\":\"\\\"")
+        w.int(version)
+        w.raw("\\\"\"}")
         return (id, version)
     }
 
@@ -97,7 +98,7 @@ extension SitrepHandlers {
             }
             if count > 0 { w.raw(",") }
             let (id, version) = try writeSignal(row, to: &w)
-            name.add(id, etag: ETag.make(version))
+            name.add(id, version: version)
             last = id
             count += 1
         }
@@ -116,6 +117,21 @@ extension SitrepHandlers {
         mutating func add(_ id: UUID, etag: String) {
             withUnsafeBytes(of: id.uuid) { bytes.append(contentsOf: $0) }
             bytes.append(contentsOf: etag.utf8)
+        }
+
+        /// ``add(_:etag:)`` with `ETag.make(version)`, written without making the String.
+        mutating func add(_ id: UUID, version: Int) {
+            withUnsafeBytes(of: id.uuid) { bytes.append(contentsOf: $0) }
+            bytes.append(UInt8(ascii: "\""))
+            let start = bytes.count
+            var rest = version.magnitude
+            repeat {
+                bytes.append(UInt8(truncatingIfNeeded: rest % 10) &+ UInt8(ascii: "0"))
+                rest /= 10
+            } while rest != 0
+            if version < 0 { bytes.append(UInt8(ascii: "-")) }
+            bytes[start...].reverse()
+            bytes.append(UInt8(ascii: "\""))
         }
         func etag(next: String?) -> String {
             ConditionalRequest.etag(prefix: "l", bytes: bytes + Array((next ?? "").utf8))

@@ -54,7 +54,7 @@ public struct Encoded<T: JSONEncodable>: Sendable {
     public init(_ value: T, capacity: Int = 1024) {
         var w = JSONWriter(capacity: capacity)
         value.encodeJSON(to: &w)
-        buffer = ByteBuffer(bytes: w.bytes)
+        buffer = w.byteBuffer
     }
 
     /// Bytes written in `T`'s wire format without a `T` in between (a page written straight from
@@ -62,7 +62,7 @@ public struct Encoded<T: JSONEncodable>: Sendable {
     /// development) they are parsed back and decoded as `T` before they leave; a test of the
     /// writer should also pin its bytes to `T`'s own encoding of the same data.
     public init(writtenAs type: T.Type, by writer: JSONWriter) {
-        buffer = ByteBuffer(bytes: writer.bytes)
+        buffer = writer.byteBuffer
     }
 
     /// How many bytes the encoding has.

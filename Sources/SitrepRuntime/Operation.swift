@@ -200,8 +200,9 @@ public struct EncodedResponse: Sendable {
     public var status: Int
     public var headers: [(HTTPField.Name, String)]
     public var contentType: String?
-    /// The body's bytes (empty for none). A body given as a shared buffer (``Encoded``) is copied
-    /// out only when this is read; the runtime sends the buffer itself.
+    /// The body's bytes (empty for none). A body held in a buffer (a JSON answer's, or one shared
+    /// by many answers: ``Encoded``) is copied out only when this is read; the runtime sends the
+    /// buffer itself.
     public var body: [UInt8] {
         get { sharedBody.map { Array(buffer: $0) } ?? bytes }
         set {
@@ -210,8 +211,8 @@ public struct EncodedResponse: Sendable {
         }
     }
     private var bytes: [UInt8]
-    /// A body encoded once and shared by every answer that sends it (``Encoded``): written to the
-    /// connection as it is, without a copy.
+    /// The body as written by the encoder, or encoded once and shared by every answer that sends
+    /// it (``Encoded``): written to the connection as it is, without a copy.
     public private(set) var sharedBody: ByteBuffer?
     /// Whether there is a body at all.
     public var hasBody: Bool { sharedBody.map { $0.readableBytes > 0 } ?? !bytes.isEmpty }
@@ -254,11 +255,12 @@ public struct EncodedResponse: Sendable {
     ) throws -> EncodedResponse {
         var w = JSONWriter(capacity: 1024)
         value.encodeJSON(to: &w)
-        let bytes = w.bytes
         if validate {
-            try ResponseValidation.check(T.self, bytes: bytes, status: status)
+            try ResponseValidation.check(T.self, bytes: w.bytes, status: status)
         }
-        return EncodedResponse(status: status, headers: headers, contentType: contentType, body: bytes)
+        var out = EncodedResponse(status: status, headers: headers, contentType: contentType)
+        out.sharedBody = w.byteBuffer
+        return out
     }
 
     public static func problem(_ p: Problem, validate: Bool) throws -> EncodedResponse {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Testing
 
 @testable import SitrepRuntime
@@ -386,6 +387,51 @@ struct JSONWireWriterTests {
         // A trailing lone 0xE2 lead byte can't come from a valid String, but a truncated
         // U+2028 prefix at the end must not be escaped or read past.
         #expect(writtenText { $0.string("\u{2000}") } == "\"\u{2000}\"")
+    }
+
+    /// The writer's own memory grows past any starting capacity without losing or reordering
+    /// bytes, and `bytes` and `byteBuffer` hand out the same text.
+    @Test func growsPastItsCapacity() {
+        var w = JSONWriter(capacity: 1)
+        var expected = "["
+        w.raw("[")
+        for i in 0..<500 {
+            if i > 0 {
+                w.raw(",")
+                expected += ","
+            }
+            w.string("item \(i) \"q\"")
+            expected += #""item \#(i) \"q\"""#
+            w.int(i * 1_000_003)
+            expected += String(i * 1_000_003)
+            w.dateTime(Date(timeIntervalSince1970: Double(i) * 86_400.5))
+            expected += "\"" + WireFormat.formatDateTime(Date(timeIntervalSince1970: Double(i) * 86_400.5)) + "\""
+        }
+        w.raw("]")
+        expected += "]"
+        #expect(String(decoding: w.bytes, as: UTF8.self) == expected)
+        #expect(w.byteCount == expected.utf8.count)
+        #expect(String(buffer: w.byteBuffer) == expected)
+    }
+
+    /// Copies of a writer are values: writing to one never shows in another (they share memory
+    /// only until one writes), at any capacity.
+    @Test func copiesAreIndependent() {
+        for capacity in [1, 16, 1024] {
+            var a = JSONWriter(capacity: capacity)
+            a.raw("{\"a\":")
+            var b = a
+            a.int(1)
+            b.string("two")
+            var c = b
+            c.raw("}")
+            b.null()
+            #expect(String(decoding: a.bytes, as: UTF8.self) == #"{"a":1"#)
+            #expect(String(decoding: b.bytes, as: UTF8.self) == #"{"a":"two"null"#)
+            #expect(String(decoding: c.bytes, as: UTF8.self) == #"{"a":"two"}"#)
+        }
+        #expect(JSONWriter().bytes.isEmpty)
+        #expect(JSONWriter().byteBuffer.readableBytes == 0)
     }
 
     @Test func stringsFromSubstrings() {

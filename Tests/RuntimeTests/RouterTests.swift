@@ -407,11 +407,12 @@ struct EncodedAheadTests {
         let again = try ListSignals.Output.okEncoded(encoded, etag: "\"l-1\"").encoded(validate: true)
         #expect(ahead.status == 200 && ahead.contentType == fresh.contentType && ahead.headers.map(\.1) == fresh.headers.map(\.1))
         #expect(ahead.body == fresh.body && ahead.hasBody && encoded.count == fresh.body.count)
-        #expect(fresh.sharedBody == nil)
-        // Both answers send the one buffer: same storage, nothing copied.
+        // Both answers send the one buffer: same storage, nothing copied. A fresh answer has its own.
         let a = try #require(ahead.sharedBody)
         let b = try #require(again.sharedBody)
+        let own = try #require(fresh.sharedBody)
         #expect(a.withUnsafeReadableBytes { $0.baseAddress } == b.withUnsafeReadableBytes { $0.baseAddress })
+        #expect(own.withUnsafeReadableBytes { $0.baseAddress } != a.withUnsafeReadableBytes { $0.baseAddress })
         // In test builds the bytes are decoded back as the operation's schema, as for `.ok`.
         let bad = SignalPage(items: [FakeSignals(badConfidence: true).signal(FakeSignals.fixedId)], nextCursor: nil)
         #expect(throws: ContractViolation.self) { try ListSignals.Output.okEncoded(Encoded(bad), etag: "x").encoded(validate: true) }

@@ -68,6 +68,19 @@ import Testing
         }
     }
 
+    /// A row's version is added to the page's name as the bytes of its ETag, with or without the
+    /// String in between.
+    @Test func pageNamesFromVersionsAndFromETagsAgree() {
+        let id = UUID()
+        for version in [0, 7, 10, 99, 1_234_567, Int.max, -1, Int.min + 1] {
+            var fromVersion = SitrepHandlers.PageName(capacity: 1)
+            var fromTag = SitrepHandlers.PageName(capacity: 1)
+            fromVersion.add(id, version: version)
+            fromTag.add(id, etag: ETag.make(version))
+            #expect(fromVersion.etag(next: nil) == fromTag.etag(next: nil), "version \(version)")
+        }
+    }
+
     /// The direct writer and the typed path name a page alike, so a client's `If-None-Match`
     /// keeps matching whichever path answered it (the filtered path still goes through `Signal`).
     @Test func theETagNamesRowsAndVersions() async throws {

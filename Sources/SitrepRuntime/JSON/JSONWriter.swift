@@ -1,44 +1,94 @@
 import Foundation
+import NIOCore
 
 /// Appends JSON bytes to a growing buffer. Generated encoders call these in schema order, e.g.
 /// `w.raw("{\"id\":"); w.uuid(id); w.raw(",\"name\":"); w.string(name); w.raw("}")`.
 ///
 /// The writer does no structural checking: the caller is responsible for punctuation.
+///
+/// The bytes live in memory the writer owns (``JSONWriterStorage``), not in an `[UInt8]`: a page
+/// of 50 signals is ~2,500 appends, and `Array.append(contentsOf:)` cost ~80 instructions a call
+/// (capacity, uniqueness and count bookkeeping through generic code) where this costs a
+/// comparison, a uniqueness check and a `memcpy`. Copies of a writer share the memory until one
+/// of them writes (copy on write, like an array).
 public struct JSONWriter: Sendable {
     /// The JSON written so far.
-    public var bytes: [UInt8] { buffer }
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage.base, count: count)) }
 
-    // Kept apart from the read-only `bytes` so the small hot methods can be `@inlinable` into
-    // generated encoders in other modules (an inlinable body can't use a `private(set)` setter).
+    /// The JSON written so far, in a buffer for the wire.
+    public var byteBuffer: ByteBuffer {
+        ByteBuffer(bytes: UnsafeRawBufferPointer(start: storage.base, count: count))
+    }
+
+    /// How many bytes have been written.
+    public var byteCount: Int { count }
+
     @usableFromInline
-    var buffer: [UInt8]
+    var storage: JSONWriterStorage
+    @usableFromInline
+    var count: Int
 
     public init(capacity: Int = 1024) {
-        buffer = []
-        buffer.reserveCapacity(capacity)
+        storage = JSONWriterStorage(capacity: Swift.max(capacity, 16))
+        count = 0
+    }
+
+    /// Room for `n` more bytes, in memory only this writer refers to.
+    @inlinable @inline(__always)
+    mutating func reserve(_ n: Int) {
+        if _slowPath(storage.capacity &- count < n || !isKnownUniquelyReferenced(&storage)) {
+            makeRoom(n)
+        }
+    }
+
+    /// Moves to a larger (or unshared) allocation with room for `n` more bytes.
+    @usableFromInline
+    mutating func makeRoom(_ n: Int) {
+        var capacity = storage.capacity
+        if capacity &- count < n { capacity = Swift.max(capacity &* 2, count + n) }
+        let grown = JSONWriterStorage(capacity: capacity)
+        grown.base.update(from: storage.base, count: count)
+        storage = grown
+    }
+
+    /// Appends `n` bytes from `source`.
+    @inlinable @inline(__always)
+    mutating func append(_ source: UnsafePointer<UInt8>, count n: Int) {
+        reserve(n)
+        (storage.base + count).update(from: source, count: n)
+        count &+= n
+    }
+
+    /// Lets `body` write at most `n` bytes in place; it returns how many it wrote.
+    @inlinable @inline(__always)
+    mutating func write(atMost n: Int, _ body: (UnsafeMutableBufferPointer<UInt8>) -> Int) {
+        reserve(n)
+        count &+= body(UnsafeMutableBufferPointer(start: storage.base + count, count: n))
     }
 
     /// Appends literal ASCII such as `{"id":` (keys and punctuation) as is.
     @inlinable
     public mutating func raw(_ s: StaticString) {
         if s.hasPointerRepresentation {
-            buffer.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+            append(s.utf8Start, count: s.utf8CodeUnitCount)
         } else {
-            s.withUTF8Buffer { buffer.append(contentsOf: $0) }
+            s.withUTF8Buffer { if let base = $0.baseAddress { append(base, count: $0.count) } }
         }
     }
 
     /// Appends one byte as is.
     @inlinable
     public mutating func raw(_ byte: UInt8) {
-        buffer.append(byte)
+        reserve(1)
+        storage.base[count] = byte
+        count &+= 1
     }
 
     /// A quoted string. Escapes `"` `\` and control characters (`\n` `\r` `\t` `\b` `\f`, others as
     /// `\u00XX`), plus U+2028/U+2029 (as `\u2028`/`\u2029`) so output is safe inside JavaScript;
     /// everything else is copied as raw UTF-8.
     public mutating func string(_ s: String) {
-        buffer.append(UInt8(ascii: "\""))
+        raw(UInt8(ascii: "\""))
         let done: Void? = s.utf8.withContiguousStorageIfAvailable { utf8 in
             appendEscaped(utf8)
         }
@@ -46,15 +96,15 @@ public struct JSONWriter: Sendable {
             var copy = s
             copy.withUTF8 { appendEscaped($0) }
         }
-        buffer.append(UInt8(ascii: "\""))
+        raw(UInt8(ascii: "\""))
     }
 
     /// A quoted string from bytes that are already UTF-8 (PostgreSQL `text` of a UTF8 database),
     /// escaped like ``string(_:)``, without making a `String` of them first.
     public mutating func string(utf8 bytes: UnsafeRawBufferPointer) {
-        buffer.append(UInt8(ascii: "\""))
+        raw(UInt8(ascii: "\""))
         bytes.withMemoryRebound(to: UInt8.self) { appendEscaped($0) }
-        buffer.append(UInt8(ascii: "\""))
+        raw(UInt8(ascii: "\""))
     }
 
     public mutating func int(_ v: Int) {
@@ -63,7 +113,7 @@ public struct JSONWriter: Sendable {
 
     public mutating func int(_ v: Int64) {
         if v >= 0, v < 10 {
-            buffer.append(UInt8(truncatingIfNeeded: v) &+ UInt8(ascii: "0"))
+            raw(UInt8(truncatingIfNeeded: v) &+ UInt8(ascii: "0"))
             return
         }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { scratch in
@@ -72,7 +122,7 @@ public struct JSONWriter: Sendable {
                 start -= 1
                 scratch[start] = UInt8(ascii: "-")
             }
-            buffer.append(contentsOf: UnsafeMutableBufferPointer(rebasing: scratch[start...]))
+            append(scratch.baseAddress! + start, count: 20 - start)
         }
     }
 
@@ -103,11 +153,12 @@ public struct JSONWriter: Sendable {
         }
         var text = v.description
         text.withUTF8 { utf8 in
+            guard let base = utf8.baseAddress else { return }
             if let plus = utf8.firstIndex(of: UInt8(ascii: "+")) {
-                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[..<plus]))
-                buffer.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[(plus + 1)...]))
+                append(base, count: plus)
+                append(base + plus + 1, count: utf8.count - plus - 1)
             } else {
-                buffer.append(contentsOf: utf8)
+                append(base, count: utf8.count)
             }
         }
     }
@@ -129,7 +180,7 @@ public struct JSONWriter: Sendable {
     /// A quoted lowercase UUID, `"0193b0c2-7d4e-7a3b-9c1d-2e3f4a5b6c7d"`.
     public mutating func uuid(_ v: UUID) {
         withUnsafeBytes(of: v.uuid) { uuidBytes in
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 38) { scratch in
+            write(atMost: 38) { scratch in
                 scratch[0] = UInt8(ascii: "\"")
                 var index = 1
                 for byteIndex in 0..<16 {
@@ -143,21 +194,21 @@ public struct JSONWriter: Sendable {
                     index += 2
                 }
                 scratch[37] = UInt8(ascii: "\"")
-                buffer.append(contentsOf: scratch)
+                return 38
             }
         }
     }
 
     /// A quoted RFC 3339 UTC timestamp, see `WireFormat.formatDateTime`.
     public mutating func dateTime(_ v: Date) {
-        WireFormat.appendDateTime(v, quoted: true, to: &buffer)
+        write(atMost: WireFormat.dateTimeMaxBytes + 2) { WireFormat.putDateTime(v, quoted: true, into: $0) }
     }
 
     /// A quoted `YYYY-MM-DD`.
     public mutating func date(_ v: CalendarDate) {
-        buffer.append(UInt8(ascii: "\""))
-        WireFormat.appendDate(year: v.year, month: v.month, day: v.day, to: &buffer)
-        buffer.append(UInt8(ascii: "\""))
+        raw(UInt8(ascii: "\""))
+        WireFormat.appendDate(year: v.year, month: v.month, day: v.day, to: &self)
+        raw(UInt8(ascii: "\""))
     }
 
     // MARK: Internals
@@ -235,7 +286,7 @@ public struct JSONWriter: Sendable {
                 index -= 1
                 scratch[index] = UInt8(ascii: "-")
             }
-            buffer.append(contentsOf: UnsafeMutableBufferPointer(rebasing: scratch[index...]))
+            append(scratch.baseAddress! + index, count: 24 - index)
         }
     }
 
@@ -299,8 +350,8 @@ public struct JSONWriter: Sendable {
                 case 0x0C: raw("\\f")
                 default:
                     raw("\\u00")
-                    buffer.append(Self.lowercaseHex(byte >> 4))
-                    buffer.append(Self.lowercaseHex(byte & 0x0F))
+                    raw(Self.lowercaseHex(byte >> 4))
+                    raw(Self.lowercaseHex(byte & 0x0F))
                 }
                 index &+= 1
                 runStart = index
@@ -312,7 +363,28 @@ public struct JSONWriter: Sendable {
     @inline(__always)
     mutating func appendRun(_ base: UnsafePointer<UInt8>, from start: Int, to end: Int) {
         if end > start {
-            buffer.append(contentsOf: UnsafeBufferPointer(start: base + start, count: end - start))
+            append(base + start, count: end - start)
         }
     }
+}
+
+/// The memory a ``JSONWriter`` writes into.
+///
+/// `@unchecked Sendable` because the pointer's bytes are mutable through it. That is safe because
+/// only a `JSONWriter` writes them, and only after `isKnownUniquelyReferenced` said no other
+/// writer (in any task) holds this storage; storage a copy shares is only ever read, and the
+/// allocation is freed once, when the last holder lets go.
+@usableFromInline
+final class JSONWriterStorage: @unchecked Sendable {
+    @usableFromInline
+    let base: UnsafeMutablePointer<UInt8>
+    @usableFromInline
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit { base.deallocate() }
 }

@@ -206,7 +206,19 @@ extension WireFormat {
         return Int64(scaled) + referenceDateMicros
     }
 
+    /// The longest unquoted text ``putDateTime(_:quoted:into:)`` writes.
+    static let dateTimeMaxBytes = 27
+
     static func appendDateTime(_ date: Date, quoted: Bool, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: dateTimeMaxBytes + 2) { buffer in
+            out.append(contentsOf: UnsafeMutableBufferPointer(rebasing: buffer[..<putDateTime(date, quoted: quoted, into: buffer)]))
+        }
+    }
+
+    /// Writes the RFC 3339 text of `date` (see ``formatDateTime(_:)``), in quotes when `quoted`,
+    /// at the start of `buffer` (room for ``dateTimeMaxBytes`` + 2); returns its length.
+    @inline(__always)
+    static func putDateTime(_ date: Date, quoted: Bool, into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         let micros = unixMicroseconds(date)
         let (seconds, fraction) = floorDivide(micros, 1_000_000)
         let (days, secondOfDay) = floorDivide(seconds, 86_400)
@@ -214,41 +226,49 @@ extension WireFormat {
         let hour = Int(secondOfDay / 3600)
         let minute = Int(secondOfDay / 60 % 60)
         let second = Int(secondOfDay % 60)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 29) { buffer in
-            var index = 0
-            if quoted {
-                buffer[0] = UInt8(ascii: "\"")
-                index = 1
-            }
-            putDigits(year, width: 4, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: "-")
-            index += 1
-            putDigits(month, width: 2, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: "-")
-            index += 1
-            putDigits(day, width: 2, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: "T")
-            index += 1
-            putDigits(hour, width: 2, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: ":")
-            index += 1
-            putDigits(minute, width: 2, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: ":")
-            index += 1
-            putDigits(second, width: 2, into: buffer, at: &index)
-            if fraction != 0 {
-                buffer[index] = UInt8(ascii: ".")
-                index += 1
-                putDigits(Int(fraction), width: 6, into: buffer, at: &index)
-            }
-            buffer[index] = UInt8(ascii: "Z")
-            index += 1
-            if quoted {
-                buffer[index] = UInt8(ascii: "\"")
-                index += 1
-            }
-            out.append(contentsOf: UnsafeMutableBufferPointer(rebasing: buffer[..<index]))
+        var index = 0
+        if quoted {
+            buffer[0] = UInt8(ascii: "\"")
+            index = 1
         }
+        putDigits(year, width: 4, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: "-")
+        index += 1
+        putDigits(month, width: 2, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: "-")
+        index += 1
+        putDigits(day, width: 2, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: "T")
+        index += 1
+        putDigits(hour, width: 2, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: ":")
+        index += 1
+        putDigits(minute, width: 2, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: ":")
+        index += 1
+        putDigits(second, width: 2, into: buffer, at: &index)
+        if fraction != 0 {
+            buffer[index] = UInt8(ascii: ".")
+            index += 1
+            putDigits(Int(fraction), width: 6, into: buffer, at: &index)
+        }
+        buffer[index] = UInt8(ascii: "Z")
+        index += 1
+        if quoted {
+            buffer[index] = UInt8(ascii: "\"")
+            index += 1
+        }
+        return index
+    }
+
+    static func appendDate(year: Int, month: Int, day: Int, to out: inout JSONWriter) {
+        guard (0...9999).contains(year), (0...99).contains(month), (0...99).contains(day) else {
+            // Only reachable through mutated fields; keep the output readable rather than trap.
+            var text = "\(year)-\(month)-\(day)"
+            text.withUTF8 { out.append($0.baseAddress!, count: $0.count) }
+            return
+        }
+        out.write(atMost: 10) { putDate(year: year, month: month, day: day, into: $0) }
     }
 
     static func appendDate(year: Int, month: Int, day: Int, to out: inout [UInt8]) {
@@ -258,16 +278,21 @@ extension WireFormat {
             return
         }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { buffer in
-            var index = 0
-            putDigits(year, width: 4, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: "-")
-            index += 1
-            putDigits(month, width: 2, into: buffer, at: &index)
-            buffer[index] = UInt8(ascii: "-")
-            index += 1
-            putDigits(day, width: 2, into: buffer, at: &index)
-            out.append(contentsOf: UnsafeMutableBufferPointer(rebasing: buffer[..<index]))
+            out.append(contentsOf: UnsafeMutableBufferPointer(rebasing: buffer[..<putDate(year: year, month: month, day: day, into: buffer)]))
         }
+    }
+
+    /// `YYYY-MM-DD` of fields in range, at the start of `buffer` (room for 10); returns 10.
+    private static func putDate(year: Int, month: Int, day: Int, into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        var index = 0
+        putDigits(year, width: 4, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: "-")
+        index += 1
+        putDigits(month, width: 2, into: buffer, at: &index)
+        buffer[index] = UInt8(ascii: "-")
+        index += 1
+        putDigits(day, width: 2, into: buffer, at: &index)
+        return index
     }
 
     /// Writes a non-negative value as exactly `width` decimal digits (zero-padded).
