@@ -61,7 +61,7 @@ public struct Encoded<T: JSONEncodable>: Sendable {
     /// database rows). Served like any `Encoded`: where responses are validated (tests,
     /// development) they are parsed back and decoded as `T` before they leave; a test of the
     /// writer should also pin its bytes to `T`'s own encoding of the same data.
-    public init(writtenAs type: T.Type, by writer: JSONWriter) {
+    public init(writtenAs type: T.Type, by writer: borrowing JSONWriter) {
         buffer = writer.byteBuffer
     }
 

@@ -6,56 +6,64 @@ import NIOCore
 ///
 /// The writer does no structural checking: the caller is responsible for punctuation.
 ///
-/// The bytes live in memory the writer owns (``JSONWriterStorage``), not in an `[UInt8]`: a page
-/// of 50 signals is ~2,500 appends, and `Array.append(contentsOf:)` cost ~80 instructions a call
-/// (capacity, uniqueness and count bookkeeping through generic code) where this costs a
-/// comparison, a uniqueness check and a `memcpy`. Copies of a writer share the memory until one
-/// of them writes (copy on write, like an array).
-public struct JSONWriter: Sendable {
+/// The bytes live in memory the writer owns, not in an `[UInt8]`: a page of 50 signals is ~2,500
+/// appends, and `Array.append(contentsOf:)` cost ~80 instructions a call (capacity, uniqueness
+/// and count bookkeeping through generic code) where this costs a comparison and a `memcpy`
+/// (or a few moves, for a literal). A writer cannot be copied, so it never has to ask whether
+/// its memory is shared.
+///
+/// `@unchecked Sendable` because of the pointer to its memory. That is safe because the writer
+/// is noncopyable: exactly one value owns (and frees) that memory, and sending the writer to
+/// another task moves it there.
+public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// The JSON written so far.
-    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage.base, count: count)) }
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
 
     /// The JSON written so far, in a buffer for the wire.
     public var byteBuffer: ByteBuffer {
-        ByteBuffer(bytes: UnsafeRawBufferPointer(start: storage.base, count: count))
+        ByteBuffer(bytes: UnsafeRawBufferPointer(start: base, count: count))
     }
 
     /// How many bytes have been written.
     public var byteCount: Int { count }
 
     @usableFromInline
-    var storage: JSONWriterStorage
+    var base: UnsafeMutablePointer<UInt8>
     @usableFromInline
     var count: Int
+    @usableFromInline
+    var capacity: Int
 
     public init(capacity: Int = 1024) {
-        storage = JSONWriterStorage(capacity: Swift.max(capacity, 16))
+        self.capacity = Swift.max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
         count = 0
     }
 
-    /// Room for `n` more bytes, in memory only this writer refers to.
+    deinit { base.deallocate() }
+
+    /// Room for `n` more bytes.
     @inlinable @inline(__always)
     mutating func reserve(_ n: Int) {
-        if _slowPath(storage.capacity &- count < n || !isKnownUniquelyReferenced(&storage)) {
-            makeRoom(n)
-        }
+        if _slowPath(capacity &- count < n) { grow(n) }
     }
 
-    /// Moves to a larger (or unshared) allocation with room for `n` more bytes.
+    /// Moves to an allocation with room for `n` more bytes.
     @usableFromInline
-    mutating func makeRoom(_ n: Int) {
-        var capacity = storage.capacity
-        if capacity &- count < n { capacity = Swift.max(capacity &* 2, count + n) }
-        let grown = JSONWriterStorage(capacity: capacity)
-        grown.base.update(from: storage.base, count: count)
-        storage = grown
+    mutating func grow(_ n: Int) {
+        let grown = Swift.max(capacity &* 2, count + n)
+        let moved = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+        moved.update(from: base, count: count)
+        base.deallocate()
+        base = moved
+        capacity = grown
     }
 
     /// Appends `n` bytes from `source`.
     @inlinable @inline(__always)
     mutating func append(_ source: UnsafePointer<UInt8>, count n: Int) {
         reserve(n)
-        (storage.base + count).update(from: source, count: n)
+        (base + count).update(from: source, count: n)
         count &+= n
     }
 
@@ -63,11 +71,12 @@ public struct JSONWriter: Sendable {
     @inlinable @inline(__always)
     mutating func write(atMost n: Int, _ body: (UnsafeMutableBufferPointer<UInt8>) -> Int) {
         reserve(n)
-        count &+= body(UnsafeMutableBufferPointer(start: storage.base + count, count: n))
+        count &+= body(UnsafeMutableBufferPointer(start: base + count, count: n))
     }
 
-    /// Appends literal ASCII such as `{"id":` (keys and punctuation) as is.
-    @inlinable
+    /// Appends literal ASCII such as `{"id":` (keys and punctuation) as is. Inlined, so a
+    /// literal's bytes are copied with its length known.
+    @inlinable @inline(__always)
     public mutating func raw(_ s: StaticString) {
         if s.hasPointerRepresentation {
             append(s.utf8Start, count: s.utf8CodeUnitCount)
@@ -80,7 +89,7 @@ public struct JSONWriter: Sendable {
     @inlinable
     public mutating func raw(_ byte: UInt8) {
         reserve(1)
-        storage.base[count] = byte
+        base[count] = byte
         count &+= 1
     }
 
@@ -366,25 +375,4 @@ public struct JSONWriter: Sendable {
             append(base + start, count: end - start)
         }
     }
-}
-
-/// The memory a ``JSONWriter`` writes into.
-///
-/// `@unchecked Sendable` because the pointer's bytes are mutable through it. That is safe because
-/// only a `JSONWriter` writes them, and only after `isKnownUniquelyReferenced` said no other
-/// writer (in any task) holds this storage; storage a copy shares is only ever read, and the
-/// allocation is freed once, when the last holder lets go.
-@usableFromInline
-final class JSONWriterStorage: @unchecked Sendable {
-    @usableFromInline
-    let base: UnsafeMutablePointer<UInt8>
-    @usableFromInline
-    let capacity: Int
-
-    init(capacity: Int) {
-        self.capacity = capacity
-        base = .allocate(capacity: capacity)
-    }
-
-    deinit { base.deallocate() }
 }
