@@ -25,9 +25,22 @@ final class DashboardCache: Sendable {
         let computedAt: ContinuousClock.Instant
     }
 
+    /// Per audience (viewers, everyone else): two slots rather than a dictionary keyed by a
+    /// `Bool`, which hashed the key on every request.
     private struct State {
-        var snapshots: [Bool: Snapshot] = [:]
-        var inFlight: [Bool: Task<Snapshot, any Error>] = [:]
+        var full: Slot = Slot()
+        var viewerOnly: Slot = Slot()
+        subscript(viewerOnly viewerOnly: Bool) -> Slot {
+            get { viewerOnly ? self.viewerOnly : full }
+            set {
+                if viewerOnly { self.viewerOnly = newValue } else { full = newValue }
+            }
+        }
+    }
+
+    private struct Slot {
+        var snapshot: Snapshot?
+        var inFlight: Task<Snapshot, any Error>?
     }
 
     let ttl: Duration
@@ -45,7 +58,7 @@ final class DashboardCache: Sendable {
     func fresh(viewerOnly: Bool) -> Snapshot? {
         let now = ContinuousClock.now
         return state.withLock { s in
-            guard let snap = s.snapshots[viewerOnly], now - snap.computedAt < ttl else { return nil }
+            guard let snap = viewerOnly ? s.viewerOnly.snapshot : s.full.snapshot, now - snap.computedAt < ttl else { return nil }
             return snap
         }
     }
@@ -57,16 +70,16 @@ final class DashboardCache: Sendable {
             case wait(Task<Snapshot, any Error>)
         }
         let next: Next = state.withLock { s in
-            let last = s.snapshots[viewerOnly]
+            let last = s[viewerOnly: viewerOnly].snapshot
             if let last, now - last.computedAt < ttl { return .ready(last) }
             let task: Task<Snapshot, any Error>
-            if let running = s.inFlight[viewerOnly] {
+            if let running = s[viewerOnly: viewerOnly].inFlight {
                 task = running
             } else {
                 // Created under the lock, so its own clean-up (which takes the lock) runs after
                 // it is registered here.
                 task = Task { try await self.recompute(viewerOnly: viewerOnly, compute) }
-                s.inFlight[viewerOnly] = task
+                s[viewerOnly: viewerOnly].inFlight = task
             }
             if let last, now - last.computedAt < ttl + staleLimit { return .ready(last) }
             return .wait(task)
@@ -94,8 +107,8 @@ final class DashboardCache: Sendable {
             result = .failure(error)
         }
         state.withLock { s in
-            s.inFlight[viewerOnly] = nil
-            if case .success(let snap) = result { s.snapshots[viewerOnly] = snap }
+            s[viewerOnly: viewerOnly].inFlight = nil
+            if case .success(let snap) = result { s[viewerOnly: viewerOnly].snapshot = snap }
         }
         return try result.get()
     }

@@ -6,7 +6,7 @@ import SitrepRuntime
 extension SitrepHandlers {
     public func getDashboard(_ input: GetDashboard.Input, context: OperationContext) async throws -> GetDashboard.Output {
         // Viewers see only approved or distributed briefings, so they get their own copy.
-        let viewerOnly = context.caller.roles.isDisjoint(with: Self.fullDashboardRoles)
+        let viewerOnly = !context.caller.hasAnyRole(of: Self.fullDashboardRoles)
         let snapshot: DashboardCache.Snapshot
         if let hit = dashboardCache.fresh(viewerOnly: viewerOnly) {
             snapshot = hit
@@ -22,7 +22,7 @@ extension SitrepHandlers {
     }
 
     /// Roles that see every briefing on the dashboard.
-    static let fullDashboardRoles: Set<String> = ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"]
+    static let fullDashboardRoles = ["Sitrep.Admin", "Sitrep.Executive", "Sitrep.BriefingWriter"]
 
     /// The aggregate, fresh from PostgreSQL (four queries run concurrently on the pool).
     func computeDashboard(viewerOnly: Bool, context: OperationContext) async throws -> Dashboard {

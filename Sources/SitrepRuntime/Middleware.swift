@@ -57,7 +57,9 @@ public struct SitrepMiddleware: RouterMiddleware {
             context.logger.error("unexpected error outside an operation", metadata: ["error": "\(String(reflecting: error))"])
             response = runtime.standaloneProblem(.internalError(), request: request, requestId: requestId)
         }
-        response.headers[.xRequestID] = requestId
+        // Appended, not set: nothing before this layer names the header, so there is none to
+        // replace and no need to search for one.
+        response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         // HEAD: whatever answered (a GET route, a 404 or 405 problem), the headers without a body.
         if request.method == .head { response = response.createHeadResponse() }
         let elapsed = (ContinuousClock.now - start).components

@@ -17,8 +17,6 @@ public final class OperationInfo: Sendable {
     public let security: [String]
     /// `x-roles`: the caller needs at least one.
     public let roles: [String]
-    /// ``roles`` as a set, so checking a caller's (usually one) role hashes that role only.
-    public let roleSet: Set<String>
     /// `x-mfa: required`.
     public let mfa: Bool
     /// `x-idempotency: required`.
@@ -51,7 +49,6 @@ public final class OperationInfo: Sendable {
         self.path = path
         self.security = security
         self.roles = roles
-        self.roleSet = Set(roles)
         self.mfa = mfa
         self.idempotency = idempotency
         self.rateLimit = rateLimit
@@ -127,6 +124,7 @@ public struct RequestParts: Sendable {
     public let rawBody: [UInt8]?
     /// The body as it arrives, for operations whose body is `x-streaming`.
     public let bodyStream: RequestBodyStream?
+    /// The request's `Content-Type`, for operations that take a body (nil for the others).
     public let contentType: String?
 
     public init(

@@ -188,9 +188,9 @@ public struct APIRuntime: Sendable {
 
     /// Runs one operation: policy enforcement, body handling, the handler, error mapping.
     /// Never throws: every failure becomes a problem response.
-    public func serve(
+    nonisolated(nonsending) public func serve(
         _ op: OperationInfo, request: Request, context: SitrepRequestContext,
-        _ run: @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
+        _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         guard let metrics else { return await answer(op, request: request, context: context, run) }
         let start = ContinuousClock.now
@@ -201,9 +201,9 @@ public struct APIRuntime: Sendable {
         return response
     }
 
-    private func answer(
+    nonisolated(nonsending) private func answer(
         _ op: OperationInfo, request: Request, context: SitrepRequestContext,
-        _ run: @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
+        _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         let requestId = context.requestId
         let logger = context.logger
@@ -238,7 +238,7 @@ public struct APIRuntime: Sendable {
                 }
                 principal = p
                 facts?.set(principal: p.id)
-                if !op.roleSet.isEmpty && p.roles.isDisjoint(with: op.roleSet) {
+                if !op.roles.isEmpty && !p.hasAnyRole(of: op.roles) {
                     let problem = Problem(
                         status: 403, code: "auth.forbidden", detail: "This operation needs one of the roles: \(op.roles.joined(separator: ", ")).")
                     throw await refuse(.forbidden, problem, p)
@@ -272,7 +272,8 @@ public struct APIRuntime: Sendable {
             var json: JSONValue?
             var raw: [UInt8]?
             var stream: RequestBodyStream?
-            let contentType = request.headers.value(of: .contentType)
+            // Looked up only where a body is taken: a scan of the request's fields saved on reads.
+            let contentType = op.streamsRequest || !op.requestContentTypes.isEmpty ? request.headers.value(of: .contentType) : nil
             if op.streamsRequest {
                 stream = try streamedBody(op, request: request, contentType: contentType)
             } else if !op.requestContentTypes.isEmpty {
@@ -623,6 +624,8 @@ public struct APIRuntime: Sendable {
 
     public static func response(_ out: EncodedResponse) -> Response {
         var headers = HTTPFields()
+        // Room for these, the middleware's X-Request-ID and Content-Length, so it never grows.
+        headers.reserveCapacity(out.headers.count + 3)
         if let ct = out.contentType { headers.append(ct == "application/json" ? jsonContentType : HTTPField(name: .contentType, value: ct)) }
         for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
         let status = HTTPResponse.Status(code: out.status)

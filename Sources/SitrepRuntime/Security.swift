@@ -21,6 +21,13 @@ public struct Principal: Sendable, Hashable {
     /// the value itself), so sign-out and refresh can find it.
     public var sessionKey: String?
 
+    /// Whether the caller has at least one of `roles`. A scan comparing strings rather than a
+    /// set lookup: a caller has a role or two and an operation names a few, and comparing short
+    /// strings is cheaper than hashing one.
+    public func hasAnyRole(of roles: [String]) -> Bool {
+        self.roles.contains { roles.contains($0) }
+    }
+
     public init(
         id: String, tenantId: String, objectId: String, displayName: String? = nil,
         roles: Set<String>, authContexts: Set<String> = [], isApplication: Bool = false,

@@ -153,7 +153,9 @@ struct Serve: AsyncParsableCommand {
             // Idle connections and stalled requests (slowloris) are closed; answers being written
             // (the live stream) are not idle.
             server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "sitrep"),
+            // No `Server` header: it tells a scanner what runs here (OWASP's advice is not to
+            // announce it), and setting it was a field search and a write on every answer.
+            configuration: .init(address: .hostname(config.host, port: config.port), serverName: nil),
             onServerRunning: { channel in
                 logger.info("sitrep listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
             },
