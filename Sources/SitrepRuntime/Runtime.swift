@@ -317,7 +317,9 @@ public struct APIRuntime: Sendable {
                     transaction in
                     var scoped = opContext
                     scoped.transaction = transaction
-                    return try self.stamped(try await run(parts, scoped), requestId: requestId, path: path)
+                    var answer = try await run(parts, scoped)
+                    try self.stamp(&answer, requestId: requestId, path: path)
+                    return answer
                 }
                 switch outcome {
                 case .fresh(let response):
@@ -337,7 +339,9 @@ public struct APIRuntime: Sendable {
                             detail: "A request with this Idempotency-Key is still being processed; retry shortly."))
                 }
             } else {
-                out = try stamped(try await run(parts, opContext), requestId: requestId, path: request.uri.path)
+                var answer = try await run(parts, opContext)
+                try stamp(&answer, requestId: requestId, path: request.uri.path)
+                out = answer
             }
             guard !rateHeaders.isEmpty else { return finish(out, op: op, requestId: requestId, logger: logger) }
             var answered = out
@@ -358,7 +362,8 @@ public struct APIRuntime: Sendable {
         guard let authenticator, op.security.contains("bearerAuth"), let auth = request.headers.value(of: .authorization),
             let token = Self.bearerTokenSlice(auth), var p = authenticator.cachedPrincipal(bearerToken: token)
         else { return nil }
-        p.scheme = "bearerAuth"
+        // Principals are made with this scheme; setting it anyway would copy the fields.
+        if p.scheme != "bearerAuth" { p.scheme = "bearerAuth" }
         return p
     }
 
@@ -372,7 +377,7 @@ public struct APIRuntime: Sendable {
             }
             do {
                 var p = try await authenticator.authenticate(bearerToken: token)
-                p.scheme = "bearerAuth"
+                if p.scheme != "bearerAuth" { p.scheme = "bearerAuth" }
                 return p
             } catch let f as AuthenticationFailure {
                 throw ProblemError(unauthorized(error: f.error, description: f.description))
@@ -565,11 +570,13 @@ public struct APIRuntime: Sendable {
 
     /// A problem a handler returned carries the request id and, unless it set one, the path as
     /// `instance`, like the problems the runtime makes itself.
-    func stamped(_ out: EncodedResponse, requestId: String, path: String) throws -> EncodedResponse {
-        guard var p = out.problem, p.requestId.isEmpty || p.instance == nil else { return out }
+    /// In place, so the usual answer (no problem) is not copied; `path` is worked out only for
+    /// a problem.
+    func stamp(_ out: inout EncodedResponse, requestId: String, path: @autoclosure () -> String) throws {
+        guard var p = out.problem, p.requestId.isEmpty || p.instance == nil else { return }
         if p.requestId.isEmpty { p.requestId = requestId }
-        if p.instance == nil { p.instance = path }
-        return try EncodedResponse.problem(p, validate: validateResponses)
+        if p.instance == nil { p.instance = path() }
+        out = try EncodedResponse.problem(p, validate: validateResponses)
     }
 
     private func finish(_ out: EncodedResponse, op: OperationInfo, requestId: String, logger: Logger) -> Response {

@@ -1,31 +1,108 @@
 import Foundation
 
 /// Who is calling, as established by an `Authenticator` from a verified credential.
+///
+/// The fields sit behind one shared, immutable reference: a request hands its principal from the
+/// token cache to the runtime, the operation's context and the handler, and each copy of ten
+/// separately counted fields cost ~280 instructions where one reference costs a retain. Setting a
+/// field makes a new reference (the cached principal is never touched); that happens when a
+/// principal is made, not per request.
 public struct Principal: Sendable, Hashable {
     /// Stable id: `"<tid>:<oid>"` for users, `"app:<azp or appid>"` for app-only tokens.
-    public var id: String
-    public var tenantId: String
-    public var objectId: String
-    public var displayName: String?
+    public var id: String {
+        get { box.fields.id }
+        set { update { $0.id = newValue } }
+    }
+
+    public var tenantId: String {
+        get { box.fields.tenantId }
+        set { update { $0.tenantId = newValue } }
+    }
+
+    public var objectId: String {
+        get { box.fields.objectId }
+        set { update { $0.objectId = newValue } }
+    }
+
+    public var displayName: String? {
+        get { box.fields.displayName }
+        set { update { $0.displayName = newValue } }
+    }
+
     /// App roles from the token's `roles` claim (e.g. `Sitrep.Admin`).
-    public var roles: Set<String>
+    public var roles: Set<String> {
+        get { box.fields.roles }
+        set { update { $0.roles = newValue } }
+    }
+
     /// Conditional Access authentication contexts satisfied (`acrs` claim), used for MFA step-up.
-    public var authContexts: Set<String>
+    public var authContexts: Set<String> {
+        get { box.fields.authContexts }
+        set { update { $0.authContexts = newValue } }
+    }
+
     /// True for app-only (client credentials) tokens.
-    public var isApplication: Bool
+    public var isApplication: Bool {
+        get { box.fields.isApplication }
+        set { update { $0.isApplication = newValue } }
+    }
+
     /// Which security scheme of the spec authenticated the call (`bearerAuth`, `sessionCookie`).
-    public var scheme: String
+    public var scheme: String {
+        get { box.fields.scheme }
+        set { update { $0.scheme = newValue } }
+    }
+
     /// With a cookie session: when it ends unless used (the earlier of idle and absolute expiry).
-    public var sessionExpiresAt: Date?
+    public var sessionExpiresAt: Date? {
+        get { box.fields.sessionExpiresAt }
+        set { update { $0.sessionExpiresAt = newValue } }
+    }
+
     /// With a cookie session: the session's storage key (a SHA-256 of the cookie value, never
     /// the value itself), so sign-out and refresh can find it.
-    public var sessionKey: String?
+    public var sessionKey: String? {
+        get { box.fields.sessionKey }
+        set { update { $0.sessionKey = newValue } }
+    }
+
+    private struct Fields: Sendable, Hashable {
+        var id: String
+        var tenantId: String
+        var objectId: String
+        var displayName: String?
+        var roles: Set<String>
+        var authContexts: Set<String>
+        var isApplication: Bool
+        var scheme: String
+        var sessionExpiresAt: Date?
+        var sessionKey: String?
+    }
+
+    private final class Box: Sendable {
+        let fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
+
+    private mutating func update(_ change: (inout Fields) -> Void) {
+        var fields = box.fields
+        change(&fields)
+        box = Box(fields)
+    }
+
+    public static func == (lhs: Principal, rhs: Principal) -> Bool {
+        lhs.box === rhs.box || lhs.box.fields == rhs.box.fields
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(box.fields) }
 
     /// Whether the caller has at least one of `roles`. A scan comparing strings rather than a
     /// set lookup: a caller has a role or two and an operation names a few, and comparing short
     /// strings is cheaper than hashing one.
     public func hasAnyRole(of roles: [String]) -> Bool {
-        self.roles.contains { roles.contains($0) }
+        box.fields.roles.contains { roles.contains($0) }
     }
 
     public init(
@@ -33,16 +110,10 @@ public struct Principal: Sendable, Hashable {
         roles: Set<String>, authContexts: Set<String> = [], isApplication: Bool = false,
         scheme: String = "bearerAuth"
     ) {
-        self.id = id
-        self.tenantId = tenantId
-        self.objectId = objectId
-        self.displayName = displayName
-        self.roles = roles
-        self.authContexts = authContexts
-        self.isApplication = isApplication
-        self.scheme = scheme
-        self.sessionExpiresAt = nil
-        self.sessionKey = nil
+        box = Box(
+            Fields(
+                id: id, tenantId: tenantId, objectId: objectId, displayName: displayName, roles: roles, authContexts: authContexts,
+                isApplication: isApplication, scheme: scheme, sessionExpiresAt: nil, sessionKey: nil))
     }
 }
 
