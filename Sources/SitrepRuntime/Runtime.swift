@@ -631,8 +631,9 @@ public struct APIRuntime: Sendable {
 
     public static func response(_ out: EncodedResponse) -> Response {
         var headers = HTTPFields()
-        // Room for these, the middleware's X-Request-ID and Content-Length, so it never grows.
-        headers.reserveCapacity(out.headers.count + 3)
+        // Room for these and the fields added on the way out (X-Request-ID, Date, Content-Length),
+        // so the list never grows.
+        headers.reserveCapacity(out.headers.count + 4)
         if let ct = out.contentType { headers.append(ct == "application/json" ? jsonContentType : HTTPField(name: .contentType, value: ct)) }
         for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
         let status = HTTPResponse.Status(code: out.status)

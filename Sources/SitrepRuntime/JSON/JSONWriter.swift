@@ -216,7 +216,7 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
     /// A quoted `YYYY-MM-DD`.
     public mutating func date(_ v: CalendarDate) {
         raw(UInt8(ascii: "\""))
-        WireFormat.appendDate(year: v.year, month: v.month, day: v.day, to: &self)
+        WireFormat.withDateText(year: v.year, month: v.month, day: v.day) { append($0.baseAddress!, count: $0.count) }
         raw(UInt8(ascii: "\""))
     }
 

@@ -231,13 +231,7 @@ extension WireFormat {
             buffer[0] = UInt8(ascii: "\"")
             index = 1
         }
-        putDigits(year, width: 4, into: buffer, at: &index)
-        buffer[index] = UInt8(ascii: "-")
-        index += 1
-        putDigits(month, width: 2, into: buffer, at: &index)
-        buffer[index] = UInt8(ascii: "-")
-        index += 1
-        putDigits(day, width: 2, into: buffer, at: &index)
+        index += putDate(year: year, month: month, day: day, into: UnsafeMutableBufferPointer(rebasing: buffer[index...]))
         buffer[index] = UInt8(ascii: "T")
         index += 1
         putDigits(hour, width: 2, into: buffer, at: &index)
@@ -261,28 +255,24 @@ extension WireFormat {
         return index
     }
 
-    static func appendDate(year: Int, month: Int, day: Int, to out: inout JSONWriter) {
-        guard (0...9999).contains(year), (0...99).contains(month), (0...99).contains(day) else {
-            // Only reachable through mutated fields; keep the output readable rather than trap.
-            var text = "\(year)-\(month)-\(day)"
-            text.withUTF8 { out.append($0.baseAddress!, count: $0.count) }
-            return
-        }
-        out.write(atMost: 10) { putDate(year: year, month: month, day: day, into: $0) }
+    static func appendDate(year: Int, month: Int, day: Int, to out: inout [UInt8]) {
+        withDateText(year: year, month: month, day: day) { out.append(contentsOf: $0) }
     }
 
-    static func appendDate(year: Int, month: Int, day: Int, to out: inout [UInt8]) {
+    /// Calls `body` with `YYYY-MM-DD`, or for fields out of range (only reachable through
+    /// mutated fields) with a readable `year-month-day` rather than trapping.
+    static func withDateText<R>(year: Int, month: Int, day: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         guard (0...9999).contains(year), (0...99).contains(month), (0...99).contains(day) else {
-            // Only reachable through mutated fields; keep the output readable rather than trap.
-            out.append(contentsOf: "\(year)-\(month)-\(day)".utf8)
-            return
+            var text = "\(year)-\(month)-\(day)"
+            return text.withUTF8(body)
         }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { buffer in
-            out.append(contentsOf: UnsafeMutableBufferPointer(rebasing: buffer[..<putDate(year: year, month: month, day: day, into: buffer)]))
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 10) { buffer in
+            body(UnsafeBufferPointer(rebasing: buffer[..<putDate(year: year, month: month, day: day, into: buffer)]))
         }
     }
 
     /// `YYYY-MM-DD` of fields in range, at the start of `buffer` (room for 10); returns 10.
+    @inline(__always)
     private static func putDate(year: Int, month: Int, day: Int, into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         var index = 0
         putDigits(year, width: 4, into: buffer, at: &index)
