@@ -234,12 +234,8 @@ extension WireFormat {
         index += putDate(year: year, month: month, day: day, into: UnsafeMutableBufferPointer(rebasing: buffer[index...]))
         buffer[index] = UInt8(ascii: "T")
         index += 1
-        putDigits(hour, width: 2, into: buffer, at: &index)
-        buffer[index] = UInt8(ascii: ":")
-        index += 1
-        putDigits(minute, width: 2, into: buffer, at: &index)
-        buffer[index] = UInt8(ascii: ":")
-        index += 1
+        putDigits(hour, width: 2, then: UInt8(ascii: ":"), into: buffer, at: &index)
+        putDigits(minute, width: 2, then: UInt8(ascii: ":"), into: buffer, at: &index)
         putDigits(second, width: 2, into: buffer, at: &index)
         if fraction != 0 {
             buffer[index] = UInt8(ascii: ".")
@@ -275,14 +271,18 @@ extension WireFormat {
     @inline(__always)
     private static func putDate(year: Int, month: Int, day: Int, into buffer: UnsafeMutableBufferPointer<UInt8>) -> Int {
         var index = 0
-        putDigits(year, width: 4, into: buffer, at: &index)
-        buffer[index] = UInt8(ascii: "-")
-        index += 1
-        putDigits(month, width: 2, into: buffer, at: &index)
-        buffer[index] = UInt8(ascii: "-")
-        index += 1
+        putDigits(year, width: 4, then: UInt8(ascii: "-"), into: buffer, at: &index)
+        putDigits(month, width: 2, then: UInt8(ascii: "-"), into: buffer, at: &index)
         putDigits(day, width: 2, into: buffer, at: &index)
         return index
+    }
+
+    /// ``putDigits(_:width:into:at:)``, then `separator`.
+    @inline(__always)
+    static func putDigits(_ value: Int, width: Int, then separator: UInt8, into buffer: UnsafeMutableBufferPointer<UInt8>, at index: inout Int) {
+        putDigits(value, width: width, into: buffer, at: &index)
+        buffer[index] = separator
+        index += 1
     }
 
     /// Writes a non-negative value as exactly `width` decimal digits (zero-padded).
