@@ -11,6 +11,9 @@ extension SitrepHandlers {
         region, published_at, status, triage_note, triaged_by, triaged_at, ingested_at, version
         """
 
+    /// ``signalColumns`` as one composite value a row, what ``writeSignal(_:to:)`` reads.
+    static let signalRecord = "ROW(\(signalColumns))"
+
     /// Decodes a row of ``signalColumns``, left to right.
     static func signal(from row: PostgresRow) throws -> Signal {
         var r = CellReader(row)
@@ -31,54 +34,74 @@ extension SitrepHandlers {
 
     /// Writes a row of ``signalColumns`` as a `Signal`'s JSON straight from the wire bytes, key for
     /// key what the generated encoder writes (pinned by a test), without making a `Signal` or any
-    /// `String`: the unfiltered list page, the path every dashboard polls. Returns the row's id and
+    /// `String`: the unfiltered list page, the path every dashboard polls. The row comes as one
+    /// composite cell (``signalRecord``), read by ``RecordFields``. Returns the row's id and
     /// version, what the page's ETag names. Category, severity and status are written as stored
     /// (the table's CHECK constraints hold them to the contract's enums).
     static func writeSignal(_ row: PostgresRow, to w: inout JSONWriter) throws -> (id: UUID, version: Int) {
-        var r = CellReader(row)
-        let id = try r.uuid()
-        w.raw("{\"id\":")
-        w.uuid(id)
-        w.raw(",\"source\":")
-        try r.writeString(to: &w)
-        w.raw(",\"sourceId\":")
-        try r.writeString(to: &w)
-        w.raw(",\"title\":")
-        try r.writeString(to: &w)
-        w.raw(",\"summary\":")
-        try r.writeString(to: &w)
-        w.raw(",\"sourceUrl\":")
-        try r.writeString(to: &w, nullable: true)
-        w.raw(",\"category\":")
-        try r.writeString(to: &w)
-        w.raw(",\"severity\":")
-        try r.writeString(to: &w)
-        w.raw(",\"confidence\":")
-        w.double(try r.double())
-        w.raw(",\"modelVersion\":")
-        try r.writeString(to: &w)
-        w.raw(",\"tags\":")
-        try r.writeStringArray(to: &w)
-        w.raw(",\"region\":")
-        try r.writeString(to: &w, nullable: true)
-        w.raw(",\"publishedAt\":")
-        w.dateTime(try r.date())
-        w.raw(",\"status\":")
-        try r.writeString(to: &w)
-        w.raw(",\"triageNote\":")
-        try r.writeString(to: &w, nullable: true)
-        w.raw(",\"triagedBy\":")
-        try r.writeString(to: &w, nullable: true)
-        w.raw(",\"triagedAt\":")
-        if let at = try r.optionalDate() { w.dateTime(at) } else { w.null() }
-        w.raw(",\"ingestedAt\":")
-        w.dateTime(try r.date())
-        let version = try r.int()
-        // `ETag.make(version)` as a JSON string, `"\"7\""`, without making the String.
-        w.raw(",\"etag\":\"\\\"")
-        w.int(version)
-        w.raw("\\\"\"}")
-        return (id, version)
+        var cells = row.makeIterator()
+        guard let cell = cells.next(), cells.next() == nil else { throw RowShapeError() }
+        return try RecordFields.read(cell) { f in
+            func string(_ bytes: UnsafeRawBufferPointer?, nullable: Bool = false) throws {
+                if let bytes {
+                    w.string(utf8: bytes)
+                } else if nullable {
+                    w.null()
+                } else {
+                    throw RowShapeError()
+                }
+            }
+            let id = try f.uuid()
+            w.raw("{\"id\":")
+            w.uuid(id)
+            w.raw(",\"source\":")
+            try string(f.text())
+            w.raw(",\"sourceId\":")
+            try string(f.text())
+            w.raw(",\"title\":")
+            try string(f.text())
+            w.raw(",\"summary\":")
+            try string(f.text())
+            w.raw(",\"sourceUrl\":")
+            try string(f.text(), nullable: true)
+            w.raw(",\"category\":")
+            try string(f.text())
+            w.raw(",\"severity\":")
+            try string(f.text())
+            w.raw(",\"confidence\":")
+            w.double(try f.double())
+            w.raw(",\"modelVersion\":")
+            try string(f.text())
+            w.raw(",\"tags\":[")
+            var first = true
+            try f.textArray { element in
+                if !first { w.raw(",") }
+                first = false
+                w.string(utf8: element)
+            }
+            w.raw("],\"region\":")
+            try string(f.text(), nullable: true)
+            w.raw(",\"publishedAt\":")
+            guard let published = try f.date() else { throw RowShapeError() }
+            w.dateTime(published)
+            w.raw(",\"status\":")
+            try string(f.text())
+            w.raw(",\"triageNote\":")
+            try string(f.text(), nullable: true)
+            w.raw(",\"triagedBy\":")
+            try string(f.text(), nullable: true)
+            w.raw(",\"triagedAt\":")
+            if let at = try f.date() { w.dateTime(at) } else { w.null() }
+            w.raw(",\"ingestedAt\":")
+            guard let ingested = try f.date() else { throw RowShapeError() }
+            w.dateTime(ingested)
+            let version = try f.int()
+            // `ETag.make(version)` as a JSON string, `"\"7\""`, without making the String.
+            w.raw(",\"etag\":\"\\\"")
+            w.int(version)
+            w.raw("\\\"\"}")
+            return (id, version)
+        }
     }
 
     /// An unfiltered page (`limit + 1` rows asked for: the last only says there is more) written
@@ -140,37 +163,78 @@ extension SitrepHandlers {
 
     /// The newest signals, optionally strictly after a cursor row: the unfiltered list page, the
     /// dashboard's polling path, as named prepared statements (parsed and planned once per
-    /// connection).
-    struct LatestSignals: PostgresPreparedStatement {
-        /// The statement's name on the connection, given rather than postgres-nio's default
-        /// `String(reflecting: Self.self)`, which is worked out again on every execution (~11k
-        /// instructions, 0.4 % of an uncached page).
-        static let name = "Handlers.SitrepHandlers.LatestSignals"
-        static let sql = "SELECT \(signalColumns) FROM signals ORDER BY published_at DESC, id DESC LIMIT $1"
-        static let bindingDataTypes: [PostgresDataType] = [.int8]
-        let limit: Int
-        func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(limit) }
+    /// connection), one pair per ``PageRows`` size.
+    struct LatestSignals<Rows: PageRows>: PostgresPreparedStatement {
+        static var name: String { Rows.latestName }
+        static var sql: String { "SELECT \(signalRecord) FROM signals ORDER BY published_at DESC, id DESC LIMIT \(Rows.count)" }
+        static var bindingDataTypes: [PostgresDataType] { [] }
+        func makeBindings() throws -> PostgresBindings { PostgresBindings() }
         /// Rows as they come: the page is written from them (``writeSignal(_:to:)``).
         func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
     }
 
-    struct LatestSignalsAfter: PostgresPreparedStatement {
-        static let name = "Handlers.SitrepHandlers.LatestSignalsAfter"
-        static let sql = """
-            SELECT \(signalColumns) FROM signals
-            WHERE (published_at, id) < (SELECT published_at, id FROM signals WHERE id = $1)
-            ORDER BY published_at DESC, id DESC LIMIT $2
+    struct LatestSignalsAfter<Rows: PageRows>: PostgresPreparedStatement {
+        static var name: String { Rows.afterName }
+        static var sql: String {
             """
-        static let bindingDataTypes: [PostgresDataType] = [.uuid, .int8]
-        let after: UUID
-        let limit: Int
-        func makeBindings() throws -> PostgresBindings {
-            var b = PostgresBindings()
-            b.append(after)
-            b.append(limit)
-            return b
+            SELECT \(signalRecord) FROM signals
+            WHERE (published_at, id) < (SELECT published_at, id FROM signals WHERE id = $1)
+            ORDER BY published_at DESC, id DESC LIMIT \(Rows.count)
+            """
         }
+        static var bindingDataTypes: [PostgresDataType] { [.uuid] }
+        let after: UUID
+        func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(after) }
         func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
+    }
+
+    /// How many rows a page statement asks for, written into its SQL. PostgreSQL plans a statement
+    /// whose LIMIT is a parameter again on every execution: its generic plan guesses a tenth of
+    /// the table for the LIMIT, so it never looks as cheap as a custom plan, and that planning was
+    /// a sixth of the backend's time on this page. With the LIMIT written in, the plan is made once
+    /// per connection. A page of `limit` items needs `limit + 1` rows (the last says there is
+    /// more); it takes the smallest size that holds them and skips the rows past them.
+    /// The names are given rather than postgres-nio's default `String(reflecting: Self.self)`,
+    /// which is worked out again on every execution (~11k instructions a page).
+    protocol PageRows {
+        static var count: Int { get }
+        static var latestName: String { get }
+        static var afterName: String { get }
+    }
+    enum Rows11: PageRows { static let count = 11, latestName = "Handlers.LatestSignals.11", afterName = "Handlers.LatestSignalsAfter.11" }
+    enum Rows26: PageRows { static let count = 26, latestName = "Handlers.LatestSignals.26", afterName = "Handlers.LatestSignalsAfter.26" }
+    enum Rows51: PageRows { static let count = 51, latestName = "Handlers.LatestSignals.51", afterName = "Handlers.LatestSignalsAfter.51" }
+    enum Rows76: PageRows { static let count = 76, latestName = "Handlers.LatestSignals.76", afterName = "Handlers.LatestSignalsAfter.76" }
+    enum Rows101: PageRows { static let count = 101, latestName = "Handlers.LatestSignals.101", afterName = "Handlers.LatestSignalsAfter.101" }
+    enum Rows151: PageRows { static let count = 151, latestName = "Handlers.LatestSignals.151", afterName = "Handlers.LatestSignalsAfter.151" }
+    enum Rows201: PageRows { static let count = 201, latestName = "Handlers.LatestSignals.201", afterName = "Handlers.LatestSignalsAfter.201" }
+
+    /// The unfiltered page of `limit` items (1–200), after `after` when given.
+    static func latestPage(_ db: PostgresClient, limit: Int, after: UUID?, logger: Logger) async throws -> SignalPageCache.Page {
+        switch limit + 1 {
+        case ...Rows11.count: try await latestPage(Rows11.self, db, limit: limit, after: after, logger: logger)
+        case ...Rows26.count: try await latestPage(Rows26.self, db, limit: limit, after: after, logger: logger)
+        case ...Rows51.count: try await latestPage(Rows51.self, db, limit: limit, after: after, logger: logger)
+        case ...Rows76.count: try await latestPage(Rows76.self, db, limit: limit, after: after, logger: logger)
+        case ...Rows101.count: try await latestPage(Rows101.self, db, limit: limit, after: after, logger: logger)
+        case ...Rows151.count: try await latestPage(Rows151.self, db, limit: limit, after: after, logger: logger)
+        case ...Rows201.count: try await latestPage(Rows201.self, db, limit: limit, after: after, logger: logger)
+        default: throw PageSizeError(limit: limit)
+        }
+    }
+
+    static func latestPage<Rows: PageRows>(
+        _: Rows.Type, _ db: PostgresClient, limit: Int, after: UUID?, logger: Logger
+    ) async throws -> SignalPageCache.Page {
+        if let after { return try await writePage(db.execute(LatestSignalsAfter<Rows>(after: after), logger: logger), limit: limit) }
+        return try await writePage(db.execute(LatestSignals<Rows>(), logger: logger), limit: limit)
+    }
+
+    /// A page larger than the largest ``PageRows`` size: the spec caps `limit` at 200, so the
+    /// generated input check refuses it first; reaching this is a bug.
+    struct PageSizeError: Error, CustomStringConvertible {
+        let limit: Int
+        var description: String { "no page statement holds \(limit) items" }
     }
 
     struct SignalById: PostgresPreparedStatement {
@@ -323,11 +387,7 @@ extension SitrepHandlers {
         }
         if !filtered {
             let page = try await database {
-                if let after {
-                    return try await Self.writePage(
-                        db.execute(LatestSignalsAfter(after: after, limit: input.limit + 1), logger: context.logger), limit: input.limit)
-                }
-                return try await Self.writePage(db.execute(LatestSignals(limit: input.limit + 1), logger: context.logger), limit: input.limit)
+                try await Self.latestPage(db, limit: input.limit, after: after, logger: context.logger)
             }
             if let mark { signalPages.store(page, for: key, mark: mark) }
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }

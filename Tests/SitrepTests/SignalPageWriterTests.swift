@@ -3,6 +3,7 @@ import Generated
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import PostgresNIO
 import SitrepRuntime
 import Testing
@@ -34,11 +35,18 @@ import Testing
     /// What the generated encoder writes for the newest `limit` rows after `after`.
     static func expected(_ client: PostgresClient, limit: Int, after: UUID?) async throws -> (bytes: [UInt8], next: UUID?) {
         var items: [Signal] = []
+        // The typed path's query: the columns one cell each, read by `CellReader`.
         let rows =
             if let after {
-                try await client.execute(SitrepHandlers.LatestSignalsAfter(after: after, limit: limit + 1))
+                try await client.query(
+                    """
+                    SELECT \(unescaped: SitrepHandlers.signalColumns) FROM signals
+                    WHERE (published_at, id) < (SELECT published_at, id FROM signals WHERE id = \(after))
+                    ORDER BY published_at DESC, id DESC LIMIT \(limit + 1)
+                    """)
             } else {
-                try await client.execute(SitrepHandlers.LatestSignals(limit: limit + 1))
+                try await client.query(
+                    "SELECT \(unescaped: SitrepHandlers.signalColumns) FROM signals ORDER BY published_at DESC, id DESC LIMIT \(limit + 1)")
             }
         for try await row in rows { items.append(try SitrepHandlers.signal(from: row)) }
         let next = trimPage(&items, limit: limit, id: \.id)
@@ -48,7 +56,7 @@ import Testing
     @Test func pagesAreTheGeneratedEncodersBytes() async throws {
         try await SitrepHarness.with { client, h in
             try await Self.insertTrickyRows(h.db.client)
-            for limit in [1, 2, 3, 50] {
+            for limit in [1, 2, 3, 10, 11, 26, 50, 200] {
                 var after: UUID?
                 var cursor: String?
                 var pages = 0
@@ -64,6 +72,22 @@ import Testing
                     pages += 1
                 } while after != nil && pages < 10
                 #expect(pages == (3 + limit - 1) / limit)
+            }
+        }
+    }
+
+    /// Every page size has its statement (the LIMIT written in, rounded up to a ``PageRows``
+    /// size); a page past the largest is a bug, refused rather than cut short.
+    @Test func everyLimitHasAStatementAndNoneBeyondTheLargest() async throws {
+        try await SitrepHarness.with { _, h in
+            try await Self.insertTrickyRows(h.db.client)
+            for limit in [1, 10, 11, 25, 26, 50, 51, 75, 76, 100, 101, 150, 151, 199, 200] {
+                let page = try await SitrepHandlers.latestPage(h.db.client, limit: limit, after: nil, logger: Logger(label: "sitrep.test"))
+                let want = try await Self.expected(h.db.client, limit: limit, after: nil).bytes
+                #expect(page.body.buffer.readableBytesView.elementsEqual(want), "limit \(limit)")
+            }
+            await #expect(throws: SitrepHandlers.PageSizeError.self) {
+                _ = try await SitrepHandlers.latestPage(h.db.client, limit: 201, after: nil, logger: Logger(label: "sitrep.test"))
             }
         }
     }
