@@ -520,6 +520,28 @@ struct JSONWireWriterTests {
         }
     }
 
+    /// Two characters that need escaping (or a multi-byte one that does not), at every pair of
+    /// positions: an escape in a short tail after an escaped block, in the overlapping last word,
+    /// and in strings shorter than a word.
+    @Test func twoEscapesAtEveryPairOfPositions() throws {
+        let specials: [(String, String)] = [("\"", #"\""#), ("\u{1F}", #"\u001f"#), ("\u{2028}", #"\u2028"#), ("é", "é")]
+        for length in 0..<18 {
+            for first in 0...length {
+                for second in first...length {
+                    for (a, escapedA) in specials {
+                        for (b, escapedB) in specials {
+                            let plain = Array(repeating: "x", count: length)
+                            let text = plain[..<first].joined() + a + plain[first..<second].joined() + b + plain[second...].joined()
+                            let expected =
+                                plain[..<first].joined() + escapedA + plain[first..<second].joined() + escapedB + plain[second...].joined()
+                            #expect(writtenText { $0.string(text) } == "\"" + expected + "\"", "\(first), \(second) in \(length)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @Test func literalsAndRaw() {
         #expect(writtenText { $0.bool(true) } == "true")
         #expect(writtenText { $0.bool(false) } == "false")

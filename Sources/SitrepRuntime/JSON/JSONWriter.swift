@@ -315,6 +315,12 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         return (control | zeros) & highs != 0
     }
 
+    /// The 8 bytes at `p` as a little-endian word (the first byte lowest).
+    @inline(__always)
+    static func word(_ p: UnsafePointer<UInt8>) -> UInt64 {
+        UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self))
+    }
+
     /// Copies runs of bytes that need no escaping in one go.
     mutating func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
         guard let base = utf8.baseAddress else { return }
@@ -323,10 +329,15 @@ public struct JSONWriter: ~Copyable, @unchecked Sendable {
         var index = 0
         while index < count {
             // Skip clean 8-byte blocks.
-            while index &+ 8 <= count,
-                !Self.mayNeedEscape(UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)))
-            {
+            while index &+ 8 <= count, !Self.mayNeedEscape(Self.word(base + index)) {
                 index &+= 8
+            }
+            // Fewer than 8 bytes left of a longer string: the last 8 bytes as one word
+            // (overlapping bytes already looked at). Clean means the rest is copied as it is; else
+            // byte by byte below, as in strings shorter than a word.
+            if index < count, index &+ 8 > count, count >= 8, !Self.mayNeedEscape(Self.word(base + (count &- 8))) {
+                index = count
+                break
             }
             // Then look at bytes one by one until the end of the flagged block.
             let blockEnd = Swift.min(index &+ 8, count)
