@@ -114,7 +114,10 @@ extension SitrepHandlers {
         var count = 0
         var last: UUID?
         var more = false
-        for try await row in rows {
+        // `next()` rather than `for try await`, which calls `next(isolation:)`: postgres-nio's
+        // row sequence answers that one by hopping through `next()` anyway, a frame more a row.
+        var iterator = rows.makeAsyncIterator()
+        while let row = try await iterator.next() {
             if count == limit {
                 more = true
                 continue
