@@ -310,42 +310,6 @@ struct CellReader {
         return out
     }
 
-    /// Writes the next cell, text, as a JSON string straight from its bytes (no `String` made);
-    /// NULL as `null` where `nullable`, else a ``RowShapeError``.
-    mutating func writeString(to w: inout JSONWriter, nullable: Bool = false) throws {
-        let c = try cell()
-        guard let bytes = c.bytes else {
-            guard nullable else { throw RowShapeError() }
-            w.null()
-            return
-        }
-        switch c.dataType {
-        case .text, .varchar, .bpchar, .name: bytes.withUnsafeReadableBytes { w.string(utf8: $0) }
-        default: w.string(try c.decode(String.self))
-        }
-    }
-
-    /// Writes the next cell, `text[]`, as a JSON array of strings straight from its binary form;
-    /// any other form through postgres-nio's decoding.
-    mutating func writeStringArray(to w: inout JSONWriter) throws {
-        let c = try cell()
-        w.raw("[")
-        if var elements = Self.binaryTextArray(c) {
-            var first = true
-            while let element = elements.next() {
-                if !first { w.raw(",") }
-                first = false
-                element.withUnsafeReadableBytes { w.string(utf8: $0) }
-            }
-        } else {
-            for (i, s) in try c.decode([String].self).enumerated() {
-                if i > 0 { w.raw(",") }
-                w.string(s)
-            }
-        }
-        w.raw("]")
-    }
-
     /// The elements of a one-dimensional `text[]` (or `varchar[]`) without NULLs in binary form,
     /// checked whole before any is handed out: dimensions, has-null flag, element type, per
     /// dimension (size, lower bound), then per element a length and UTF-8 bytes. Nil for anything
