@@ -300,53 +300,53 @@ struct CellReader {
     /// Any other column type, through postgres-nio's decoding.
     mutating func decode<T: PostgresDecodable>(_ type: T.Type) throws -> T { try cell().decode(T.self) }
 
-    /// `text[]` through the binary reader below; anything else through postgres-nio.
+    /// `text[]` through ``BinaryTextArray``; anything else through postgres-nio.
     mutating func stringArray() throws -> [String] {
         let c = try cell()
-        guard var elements = Self.binaryTextArray(c) else { return try c.decode([String].self) }
-        var out: [String] = []
-        out.reserveCapacity(elements.count)
-        while let element = elements.next() { out.append(String(buffer: element)) }
-        return out
-    }
-
-    /// The elements of a one-dimensional `text[]` (or `varchar[]`) without NULLs in binary form,
-    /// checked whole before any is handed out: dimensions, has-null flag, element type, per
-    /// dimension (size, lower bound), then per element a length and UTF-8 bytes. Nil for anything
-    /// else (text format, NULL elements, more dimensions, a short buffer).
-    static func binaryTextArray(_ c: PostgresCell) -> TextArrayElements? {
-        guard c.format == .binary, c.dataType == .textArray || c.dataType == .varcharArray, var b = c.bytes,
-            let dims = b.readInteger(as: Int32.self), let hasNull = b.readInteger(as: Int32.self), hasNull == 0,
-            b.readInteger(as: UInt32.self) != nil
-        else { return nil }
-        if dims == 0 { return TextArrayElements(bytes: b, count: 0) }
-        guard dims == 1, let count = b.readInteger(as: Int32.self), count >= 0, b.readInteger(as: Int32.self) != nil else { return nil }
-        var check = b
-        for _ in 0..<count {
-            guard let length = check.readInteger(as: Int32.self), length >= 0, check.readableBytes >= Int(length) else { return nil }
-            check.moveReaderIndex(forwardBy: Int(length))
+        if c.format == .binary, c.dataType == .textArray || c.dataType == .varcharArray, let bytes = c.bytes {
+            var out: [String] = []
+            let read = bytes.withUnsafeReadableBytes { raw in
+                BinaryTextArray.forEach(in: raw) { out.append(String(decoding: $0, as: UTF8.self)) }
+            }
+            if read { return out }
         }
-        return TextArrayElements(bytes: b, count: Int(count))
+        return try c.decode([String].self)
     }
 }
 
-/// The elements of a binary `text[]` whose lengths ``CellReader/binaryTextArray(_:)`` checked.
-struct TextArrayElements {
-    var bytes: ByteBuffer
-    let count: Int
-    private var read = 0
-
-    init(bytes: ByteBuffer, count: Int) {
-        self.bytes = bytes
-        self.count = count
-    }
-
-    mutating func next() -> ByteBuffer? {
-        guard read < count, let length = bytes.readInteger(as: Int32.self), let element = bytes.readSlice(length: Int(length)) else {
-            return nil
+/// A one-dimensional `text[]` (or `varchar[]`) without NULLs in PostgreSQL's binary form:
+/// dimensions, has-null flag, element type, per dimension a size and a lower bound, then per
+/// element a length and UTF-8 bytes. Read by both the typed path (``CellReader``) and the
+/// composite reader (``RecordFields``).
+enum BinaryTextArray {
+    /// Calls `body` with each element's bytes, after the whole array was checked; false, with
+    /// nothing handed out, for any other shape (NULL elements, more dimensions, another element
+    /// type, lengths the bytes do not hold, bytes past the last element).
+    static func forEach(in b: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        guard b.count >= 12 else { return false }
+        func int32(_ at: Int) -> Int { Int(Int32(bigEndian: b.loadUnaligned(fromByteOffset: at, as: Int32.self))) }
+        let dims = int32(0)
+        let element = PostgresDataType(UInt32(truncatingIfNeeded: int32(8)))
+        guard int32(4) == 0, element == .text || element == .varchar else { return false }
+        if dims == 0 { return b.count == 12 }
+        guard dims == 1, b.count >= 20 else { return false }
+        let count = int32(12)
+        guard count >= 0 else { return false }
+        var at = 20
+        for _ in 0..<count {
+            guard b.count - at >= 4 else { return false }
+            let length = int32(at)
+            guard length >= 0, b.count - at - 4 >= length else { return false }
+            at += 4 + length
         }
-        read += 1
-        return element
+        guard at == b.count else { return false }
+        at = 20
+        for _ in 0..<count {
+            let length = int32(at)
+            body(UnsafeRawBufferPointer(rebasing: b[at + 4..<at + 4 + length]))
+            at += 4 + length
+        }
+        return true
     }
 }
 
@@ -432,32 +432,11 @@ struct RecordFields {
         return Date(timeIntervalSince1970: 946_684_800 + Double(micros) / 1_000_000)
     }
 
-    /// A one-dimensional `text[]` without NULLs: `body` gets each element's UTF-8 bytes, after the
-    /// whole array was checked (dimensions, has-null flag, element type, size and lower bound,
-    /// then each element's length).
+    /// A `text[]` (``BinaryTextArray``): `body` gets each element's UTF-8 bytes, after the whole
+    /// array was checked.
     mutating func textArray(_ body: (UnsafeRawBufferPointer) -> Void) throws {
-        guard let b = try field({ $0 == .textArray || $0 == .varcharArray }), b.count >= 12 else { throw RowShapeError() }
-        func int32(_ at: Int) -> Int { Int(Int32(bigEndian: b.loadUnaligned(fromByteOffset: at, as: Int32.self))) }
-        let dims = int32(0)
-        let element = PostgresDataType(UInt32(truncatingIfNeeded: int32(8)))
-        guard int32(4) == 0, element == .text || element == .varchar else { throw RowShapeError() }  // no NULLs, strings
-        if dims == 0 { return }
-        guard dims == 1, b.count >= 20 else { throw RowShapeError() }
-        let count = int32(12)
-        guard count >= 0 else { throw RowShapeError() }
-        var at = 20
-        for _ in 0..<count {
-            guard b.count - at >= 4 else { throw RowShapeError() }
-            let length = int32(at)
-            guard length >= 0, b.count - at - 4 >= length else { throw RowShapeError() }
-            at += 4 + length
-        }
-        guard at == b.count else { throw RowShapeError() }
-        at = 20
-        for _ in 0..<count {
-            let length = int32(at)
-            body(UnsafeRawBufferPointer(rebasing: b[at + 4..<at + 4 + length]))
-            at += 4 + length
+        guard let b = try field({ $0 == .textArray || $0 == .varcharArray }), BinaryTextArray.forEach(in: b, body) else {
+            throw RowShapeError()
         }
     }
 }
