@@ -6,34 +6,38 @@ import Logging
 import Synchronization
 import Tracing
 
-/// Outermost middleware: assigns the request id, turns any failure that escaped a route (unknown
-/// path, framework errors) into a problem, stamps `X-Request-ID`, and writes one access-log line.
+/// Outermost middleware of everything that is not an operation of the contract (unknown paths,
+/// 405s, `/metrics`, `/docs`): assigns the request id, turns any failure that escaped a route
+/// (unknown path, framework errors) into a problem, stamps `X-Request-ID`, and writes one
+/// access-log line. The operations' routes are registered before it (the generated
+/// `registerSitrepAPI` adds it after them) and ``APIRuntime/serve(_:request:context:_:)`` does
+/// the same for them without this layer; one registered after it is left to this one.
 ///
-/// With a `tracer` (OpenTelemetry configured), each request also runs in a server span that
-/// continues the caller's W3C trace context (`traceparent`, `tracestate`) and is named after the
-/// operation. Without one (the default) that path is skipped entirely: no extraction, no span, no
-/// task-local, nothing allocated for tracing.
+/// With a tracer (``APIRuntime/tracer``, OpenTelemetry configured), each request also runs in a
+/// server span that continues the caller's W3C trace context (`traceparent`, `tracestate`) and
+/// is named after the operation. Without one (the default) that path is skipped entirely: no
+/// extraction, no span, no task-local, nothing allocated for tracing.
 public struct SitrepMiddleware: RouterMiddleware {
     public typealias Context = SitrepRequestContext
     let runtime: APIRuntime
-    let tracer: (any Tracer)?
 
-    public init(runtime: APIRuntime, tracer: (any Tracer)? = nil) {
+    public init(runtime: APIRuntime) {
         self.runtime = runtime
-        self.tracer = tracer
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // A request id already given: another SitrepMiddleware outside this one does all of this.
+        guard context.requestId.isEmpty else { return try await next(request, context) }
         var context = context
         let requestId = Self.requestId(from: request.headers.value(of: .xRequestID))
         context.requestId = requestId
-        let start = ContinuousClock.now
+        let start = Self.logsAccess(context.logger) ? ContinuousClock.now : nil
         var response: Response
         // Log lines written while this request runs get its id, operation and principal from here
         // (``Logger/MetadataProvider/sitrepRequest``), not from copies of the logger's metadata.
         let facts = RequestFacts(requestId: requestId)
         do {
-            if let tracer {
+            if let tracer = runtime.tracer {
                 response = try await Self.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
                     try await RequestFacts.$current.withValue(facts) { try await next(request, context) }
                 }
@@ -62,30 +66,34 @@ public struct SitrepMiddleware: RouterMiddleware {
         response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         // HEAD: whatever answered (a GET route, a 404 or 405 problem), the headers without a body.
         if request.method == .head { response = response.createHeadResponse() }
-        let elapsed = (ContinuousClock.now - start).components
-        let ms = Double(elapsed.attoseconds) / 1e15 + Double(elapsed.seconds) * 1000
-        context.logger.info(
-            "request",
-            metadata: {
-                // What every line of this request carries (id, operation, principal), and the answer.
-                var m = facts.logMetadata
-                m["method"] = .string(request.method.rawValue)
-                m["path"] = .string(request.uri.path)
-                m["status"] = .stringConvertible(response.status.code)
-                m["durationMs"] = .string(String(format: "%.2f", ms))
-                return m
-            }())
+        if let start { Self.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: ContinuousClock.now - start) }
         return response
+    }
+
+    /// Whether access-log lines are written (info level): when not, the request is not timed for them.
+    static func logsAccess(_ logger: Logger) -> Bool { logger.logLevel <= .info }
+
+    /// The access-log line of one request: what every line of it carries (id, operation,
+    /// principal), and the answer.
+    static func logAccess(_ logger: Logger, request: Request, response: Response, facts: RequestFacts, elapsed: Duration) {
+        let parts = elapsed.components
+        let ms = Double(parts.attoseconds) / 1e15 + Double(parts.seconds) * 1000
+        var m = facts.logMetadata
+        m["method"] = .string(request.method.rawValue)
+        m["path"] = .string(request.uri.path)
+        m["status"] = .stringConvertible(response.status.code)
+        m["durationMs"] = .string(String(format: "%.2f", ms))
+        logger.info("request", metadata: m)
     }
 
     /// Runs `body` in a server span (OpenTelemetry's HTTP server conventions): the caller's trace
     /// context continued, the operation's id as its name (`METHOD /route` for a route outside the
     /// contract, `METHOD` alone when nothing matched), the route template, the status, the request id and the principal's id (never a
     /// credential). The span ends when the handler has answered (a stream's body may go on).
-    static func traced(
+    static func traced<E: Error>(
         _ tracer: any Tracer, _ request: Request, context: Context, requestId: String, facts: RequestFacts,
-        _ body: () async throws -> Response
-    ) async throws -> Response {
+        _ body: () async throws(E) -> Response
+    ) async throws(E) -> Response {
         var parent = ServiceContext.current ?? .topLevel
         tracer.extract(request.headers, into: &parent, using: HTTPFieldsExtractor())
         let span = tracer.startSpan(request.method.rawValue, context: parent, ofKind: .server)
@@ -108,11 +116,19 @@ public struct SitrepMiddleware: RouterMiddleware {
             }
             if status >= 500 { span.setStatus(SpanStatus(code: .error)) }
         }
-        do {
-            let response = try await ServiceContext.$current.withValue(span.context) { try await body() }
+        // `withValue` rethrows untyped errors; the body's own (typed) error is carried out as a result.
+        let result: Result<Response, E> = await ServiceContext.$current.withValue(span.context) {
+            do throws(E) {
+                return .success(try await body())
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch result {
+        case .success(let response):
             finish(status: Int(response.status.code))
             return response
-        } catch {
+        case .failure(let error):
             // What the caller then answers: the error's own status, or 500.
             finish(status: Int((error as? any HTTPResponseError)?.status.code ?? 500))
             span.attributes["error.type"] = String(describing: type(of: error))

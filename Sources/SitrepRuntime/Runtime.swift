@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import Tracing
 
 /// Request context for every Sitrep route.
 public struct SitrepRequestContext: RequestContext {
@@ -142,6 +143,9 @@ public struct APIRuntime: Sendable {
     public var allowedOrigins: Set<String> = []
     /// Per-operation counts and latencies for `/metrics`; nil: not measured.
     public var metrics: APIMetrics?
+    /// OpenTelemetry's tracer when tracing is configured: every request then runs in a server
+    /// span (see ``SitrepMiddleware``). Nil (the default): nothing is traced or allocated for it.
+    public var tracer: (any Tracer)?
     public var logger: Logger
 
     public init(
@@ -188,7 +192,46 @@ public struct APIRuntime: Sendable {
 
     /// Runs one operation: policy enforcement, body handling, the handler, error mapping.
     /// Never throws: every failure becomes a problem response.
+    ///
+    /// The routes of the contract are registered before ``SitrepMiddleware`` (see the generated
+    /// `registerSitrepAPI`), so this also does the middleware's part for them, without its
+    /// layers: the request id, the server span, the log context, `X-Request-ID` and the access
+    /// log line. A route the middleware does wrap arrives with its request id already set, and
+    /// only the operation runs here.
     nonisolated(nonsending) public func serve(
+        _ op: OperationInfo, request: Request, context: SitrepRequestContext,
+        _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
+    ) async -> Response {
+        guard context.requestId.isEmpty else { return await measured(op, request: request, context: context, run) }
+        var context = context
+        let requestId = SitrepMiddleware.requestId(from: request.headers.value(of: .xRequestID))
+        context.requestId = requestId
+        let facts = RequestFacts(requestId: requestId)
+        // One clock read on each side serves the metrics and the access log.
+        let logs = SitrepMiddleware.logsAccess(context.logger)
+        let start = logs || metrics != nil ? ContinuousClock.now : nil
+        metrics?.inFlight.increment()
+        var response: Response
+        if let tracer {
+            response = await SitrepMiddleware.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
+                await RequestFacts.$current.withValue(facts) { await answer(op, request: request, context: context, run) }
+            }
+        } else {
+            response = await RequestFacts.$current.withValue(facts) { await answer(op, request: request, context: context, run) }
+        }
+        metrics?.inFlight.decrement()
+        // Appended, not set: nothing before this names the header.
+        response.headers.append(HTTPField(name: .xRequestID, value: requestId))
+        if let start {
+            let elapsed = ContinuousClock.now - start
+            metrics?.record(op, status: Int(response.status.code), duration: elapsed)
+            if logs { SitrepMiddleware.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: elapsed) }
+        }
+        return response
+    }
+
+    /// The operation, counted and timed for `/metrics` when they are kept.
+    nonisolated(nonsending) private func measured(
         _ op: OperationInfo, request: Request, context: SitrepRequestContext,
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {

@@ -142,8 +142,9 @@ struct Serve: AsyncParsableCommand {
             twilioWebhook: config.dispatch.webhook, listCacheMaxAge: .milliseconds(config.listCacheMilliseconds),
             maxConcurrentUploads: config.concurrentUploads, databaseDeadline: .milliseconds(config.databaseTimeoutMilliseconds), erp: erp,
             pendingMigrations: { try await migrator.pending().map(\.name) })
+        runtime.tracer = tracing?.tracer
         let router = Router.sitrep()
-        router.add(middleware: SitrepMiddleware(runtime: runtime, tracer: tracing?.tracer))
+        // The operations, then SitrepMiddleware for everything routed after them.
         router.registerSitrepAPI(handlers, runtime: runtime)
         router.registerContractDocuments()
         router.registerMetrics(metrics, token: config.metricsToken)

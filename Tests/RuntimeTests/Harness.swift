@@ -120,10 +120,11 @@ func makeApp(
         authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: limit), idempotencyStore: idempotency,
         maxBodyBytes: maxBody, validateResponses: true)
     let router = Router.sitrep()
-    router.add(middleware: SitrepMiddleware(runtime: runtime))
+    // As the generated registerSitrepAPI does: the operations, then the middleware for the rest.
     router.registerSignalsAPI(handler, runtime: runtime)
     router.registerPostureAPI(handler, runtime: runtime)
     router.registerPlannedOperations(runtime: runtime)
+    router.add(middleware: SitrepMiddleware(runtime: runtime))
     router.registerMethodNotAllowed(runtime: runtime)
     extra?(router, runtime)
     return Application(router: router, logger: logger)

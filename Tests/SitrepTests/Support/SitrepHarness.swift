@@ -231,7 +231,6 @@ struct SitrepHarness: Sendable {
                     try await Migrator(client: dbClient, migrations: migrations, logger: TestDatabase.logger).pending().map(\.name)
                 })
             let router = Router.sitrep()
-            router.add(middleware: SitrepMiddleware(runtime: runtime))
             router.registerSitrepAPI(handlers, runtime: runtime)
             router.registerContractDocuments()
             router.registerMetrics(metrics, token: Self.metricsToken)

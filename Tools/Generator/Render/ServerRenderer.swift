@@ -507,10 +507,17 @@ public enum ServerRenderer {
         }
         w.close()
         w.line()
-        w.doc("Routes the whole contract: every tag, the planned operations, and 405s.")
+        w.doc(
+            """
+            Routes the whole contract: every tag, the planned operations, then `SitrepMiddleware` and
+            the 405s. The operations come first, so the middleware is not a layer of theirs
+            (`APIRuntime.serve` does its part for them); it wraps what is routed after it: the 405s,
+            any route added later (documents, metrics) and unknown paths.
+            """)
         w.open("public func registerSitrepAPI(_ handler: some SitrepAPI, runtime: APIRuntime)")
         for tag in model.tags { w.line("register\(tag.protocolName)(handler, runtime: runtime)") }
         w.line("registerPlannedOperations(runtime: runtime)")
+        w.line("add(middleware: SitrepMiddleware(runtime: runtime))")
         w.line("registerMethodNotAllowed(runtime: runtime)")
         w.close()
         w.close()
