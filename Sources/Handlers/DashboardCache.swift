@@ -17,12 +17,20 @@ import Synchronization
 /// A hit is one lock acquisition (no actor hop): at tens of thousands of polls per second the
 /// hop to an actor's executor and back was a noticeable share of each request.
 final class DashboardCache: Sendable {
-    struct Snapshot: Sendable {
+    /// A class, so a hit hands out a reference rather than copying the aggregate's fields.
+    final class Snapshot: Sendable {
         let dashboard: Dashboard
         /// `dashboard` as it is sent, encoded once for every request that gets this snapshot.
         let body: Encoded<Dashboard>
         let etag: String
         let computedAt: ContinuousClock.Instant
+
+        init(dashboard: Dashboard, body: Encoded<Dashboard>, etag: String, computedAt: ContinuousClock.Instant) {
+            self.dashboard = dashboard
+            self.body = body
+            self.etag = etag
+            self.computedAt = computedAt
+        }
     }
 
     /// Per audience (viewers, everyone else): two slots rather than a dictionary keyed by a
@@ -99,10 +107,8 @@ final class DashboardCache: Sendable {
             // across recomputations, so pollers keep getting 304.
             var content = d
             content.generatedAt = Date(timeIntervalSince1970: 0)
-            result = .success(
-                Snapshot(
-                    dashboard: d, body: Encoded(d, capacity: 2048),
-                    etag: ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048)), computedAt: .now))
+            let etag = ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048))
+            result = .success(Snapshot(dashboard: d, body: Encoded(d, capacity: 2048, etag: etag), etag: etag, computedAt: .now))
         } catch {
             result = .failure(error)
         }

@@ -197,7 +197,7 @@ public final class BrowserSessions: Sendable {
 
     func audit(_ event: AuditEventInput) async {
         do {
-            try await db.withTransaction(logger: logger) { conn in try await appendAudit(event, on: conn, logger: logger) }
+            _ = try await db.withTransaction(logger: logger) { conn in try await appendAudit(event, on: conn, logger: logger) }
         } catch {
             logger.error("could not audit a session event", metadata: ["action": "\(event.action)", "error": "\(error)"])
         }

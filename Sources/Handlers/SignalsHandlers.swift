@@ -132,7 +132,8 @@ extension SitrepHandlers {
         w.raw("],\"nextCursor\":")
         if let next { w.string(next) } else { w.null() }
         w.raw("}")
-        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w), etag: name.etag(next: next))
+        let etag = name.etag(next: next)
+        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w, etag: etag), etag: etag)
     }
 
     /// What a signal list page's ETag names: its rows' ids and versions, then its cursor. The same

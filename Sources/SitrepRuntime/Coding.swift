@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import NIOCore
 
 /// A schema type that writes its own JSON bytes (generated for every component schema).
@@ -50,19 +51,40 @@ extension JSONEncodable {
 public struct Encoded<T: JSONEncodable>: Sendable {
     /// The encoded bytes.
     public let buffer: ByteBuffer
+    /// The ETag it is served with, when made with one, and the header fields of a JSON answer
+    /// carrying it (`Content-Type`, `ETag`), built once for every answer that sends it.
+    let tagged: Tagged?
 
-    public init(_ value: T, capacity: Int = 1024) {
+    final class Tagged: Sendable {
+        let etag: String
+        let fields: HTTPFields
+        init(etag: String) {
+            self.etag = etag
+            var fields = HTTPFields()
+            // Room for what is added on the way out (X-Request-ID, Date, Content-Length).
+            fields.reserveCapacity(5)
+            fields.append(APIRuntime.jsonContentType)
+            fields.append(HTTPField(name: .eTag, value: etag))
+            self.fields = fields
+        }
+    }
+
+    /// `value`'s encoding; `etag`: the ETag it will be served with (answers that send it with
+    /// that ETag and nothing else then share one set of header fields).
+    public init(_ value: T, capacity: Int = 1024, etag: String? = nil) {
         var w = JSONWriter(capacity: capacity)
         value.encodeJSON(to: &w)
         buffer = w.byteBuffer
+        tagged = etag.map(Tagged.init)
     }
 
     /// Bytes written in `T`'s wire format without a `T` in between (a page written straight from
     /// database rows). Served like any `Encoded`: where responses are validated (tests,
     /// development) they are parsed back and decoded as `T` before they leave; a test of the
     /// writer should also pin its bytes to `T`'s own encoding of the same data.
-    public init(writtenAs type: T.Type, by writer: borrowing JSONWriter) {
+    public init(writtenAs type: T.Type, by writer: borrowing JSONWriter, etag: String? = nil) {
         buffer = writer.byteBuffer
+        tagged = etag.map(Tagged.init)
     }
 
     /// How many bytes the encoding has.

@@ -20,12 +20,25 @@ public final class APIMetrics: Sendable {
     /// For `MetricsSystem.bootstrap`, so libraries' swift-metrics land in the same registry.
     public var factory: PrometheusMetricsFactory { PrometheusMetricsFactory(registry: registry) }
 
-    struct Operation: Sendable {
+    final class Operation: Sendable {
+        /// ``APIMetrics/serial`` of the registry these belong to.
+        let registry: UInt64
         let duration: DurationHistogram
         /// One counter per documented status (an undocumented one cannot be answered).
         let statuses: [(Int, Counter)]
         let other: Counter
+        init(registry: UInt64, duration: DurationHistogram, statuses: [(Int, Counter)], other: Counter) {
+            self.registry = registry
+            self.duration = duration
+            self.statuses = statuses
+            self.other = other
+        }
     }
+
+    /// Tells registries apart (an operation's ``OperationInfo/metrics`` names its registry by
+    /// this, not by an address a later registry could reuse).
+    private let serial = APIMetrics.serials.wrappingAdd(1, ordering: .relaxed).newValue
+    private static let serials = Atomic<UInt64>(0)
 
     private let operations: Mutex<[String: Operation]> = Mutex([:])
     private let rejections: Mutex<[String: Counter]> = Mutex([:])
@@ -49,7 +62,8 @@ public final class APIMetrics: Sendable {
         operations.withLock { known in
             for op in ops where known[op.id] == nil {
                 let labels = [("operation", op.id)]
-                known[op.id] = Operation(
+                let made = Operation(
+                    registry: serial,
                     duration: registry.makeDurationHistogram(
                         name: "sitrep_http_request_duration_seconds", labels: labels, buckets: Self.buckets,
                         help: "Time from the request's arrival to its answer, per operation."),
@@ -64,12 +78,20 @@ public final class APIMetrics: Sendable {
                     other: registry.makeCounter(
                         name: "sitrep_http_requests_total", labels: labels + [("status", "other")], help: "Answers per operation and HTTP status."
                     ))
+                known[op.id] = made
+                op.metrics.storeIfNil(made)
             }
         }
     }
 
     func record(_ op: OperationInfo, status: Int, duration: Duration) {
-        guard let m = operations.withLock({ $0[op.id] }) else { return }
+        let m: Operation
+        if let mine = op.metrics.load(), mine.registry == serial {
+            m = mine
+        } else {
+            guard let known = operations.withLock({ $0[op.id] }) else { return }
+            m = known
+        }
         m.duration.record(duration)
         (m.statuses.first { $0.0 == status }?.1 ?? m.other).increment()
     }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Logging
 import NIOCore
+import Synchronization
 
 /// What the spec declares about one operation; generated as a static value per operation and
 /// read by `APIRuntime` to enforce security, roles, MFA, rate limits and idempotency. A class: it
@@ -35,6 +36,9 @@ public final class OperationInfo: Sendable {
     /// `x-streaming: true` on the request body: the handler reads it as it arrives
     /// (``RequestBodyStream``) and the runtime does not collect it.
     public let streamsRequest: Bool
+    /// Its metric objects in the first ``APIMetrics`` that registered it, found from here
+    /// without a lookup by id (another registry, in tests, looks them up by id).
+    let metrics = AtomicLazyReference<APIMetrics.Operation>()
 
     public init(
         id: String, tag: String, method: HTTPRequest.Method, path: String, security: [String], roles: [String],
@@ -123,7 +127,14 @@ public struct RequestParts: Sendable {
     /// The raw body bytes, for other media types.
     public let rawBody: [UInt8]?
     /// The body as it arrives, for operations whose body is `x-streaming`.
-    public let bodyStream: RequestBodyStream?
+    public var bodyStream: RequestBodyStream? { streamed?.stream }
+    /// Out of line: few operations stream their body, and inline its optional was copied and
+    /// destroyed through value witnesses on every request.
+    private let streamed: Streamed?
+    private final class Streamed: Sendable {
+        let stream: RequestBodyStream
+        init(_ stream: RequestBodyStream) { self.stream = stream }
+    }
     /// The request's `Content-Type`, for operations that take a body (nil for the others).
     public let contentType: String?
 
@@ -131,7 +142,7 @@ public struct RequestParts: Sendable {
         path: [String: Substring], query: [(Substring, Substring)], headers: HTTPFields, json: JSONValue?, rawBody: [UInt8]?,
         bodyStream: RequestBodyStream? = nil, contentType: String?
     ) {
-        self.bodyStream = bodyStream
+        self.streamed = bodyStream.map(Streamed.init)
         self.path = path
         self.query = query
         self.headers = headers
@@ -196,8 +207,12 @@ extension HTTPFields {
 /// A response ready for the wire: what generated `Output` enums encode into.
 public struct EncodedResponse: Sendable {
     public var status: Int
-    public var headers: [(HTTPField.Name, String)]
-    public var contentType: String?
+    public var headers: [(HTTPField.Name, String)] {
+        didSet { fields = nil }
+    }
+    public var contentType: String? {
+        didSet { fields = nil }
+    }
     /// The body's bytes (empty for none). A body held in a buffer (a JSON answer's, or one shared
     /// by many answers: ``Encoded``) is copied out only when this is read; the runtime sends the
     /// buffer itself.
@@ -215,10 +230,32 @@ public struct EncodedResponse: Sendable {
     /// Whether there is a body at all.
     public var hasBody: Bool { sharedBody.map { $0.readableBytes > 0 } ?? !bytes.isEmpty }
     /// A body written as it is produced (Server-Sent Events) instead of `body`.
-    public var stream: EventStream?
+    public var stream: EventStream? {
+        get { rare?.stream }
+        set { rare = Rare(stream: newValue, problem: problem) }
+    }
     /// For problem answers: the problem, so the runtime can stamp the request id and instance
     /// (which a handler does not know) before the answer leaves or is kept for replays.
-    public var problem: Problem?
+    public var problem: Problem? {
+        get { rare?.problem }
+        set { rare = Rare(stream: stream, problem: newValue) }
+    }
+    /// ``headers`` and ``contentType`` as HTTP fields, built once and shared (an ``Encoded`` body
+    /// with its ETag); nil when they are built for this answer. Cleared when either changes.
+    private(set) var fields: HTTPFields?
+    /// What few answers have, kept out of line so the usual answer is a few words to copy and
+    /// destroy, not a ``Problem``'s dozen fields.
+    private var rare: Rare?
+
+    private final class Rare: Sendable {
+        let stream: EventStream?
+        let problem: Problem?
+        init?(stream: EventStream?, problem: Problem?) {
+            if stream == nil && problem == nil { return nil }
+            self.stream = stream
+            self.problem = problem
+        }
+    }
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String? = nil, body: [UInt8] = []) {
         self.status = status
@@ -228,7 +265,8 @@ public struct EncodedResponse: Sendable {
     }
 
     /// A JSON body encoded ahead of time; in test builds (`validate`) it is parsed back and decoded
-    /// as `T`, as ``json(_:_:headers:contentType:validate:)`` does.
+    /// as `T`, as ``json(_:_:headers:contentType:validate:)`` does. When the only header is the
+    /// ETag the ``Encoded`` was made with, its prebuilt fields are sent.
     public static func json<T: JSONEncodable & JSONDecodable>(
         _ status: Int, _ value: Encoded<T>, headers: [(HTTPField.Name, String)] = [], contentType: String = "application/json",
         validate: Bool
@@ -238,6 +276,11 @@ public struct EncodedResponse: Sendable {
         }
         var out = EncodedResponse(status: status, headers: headers, contentType: contentType)
         out.sharedBody = value.buffer
+        if let tagged = value.tagged, headers.count == 1, headers[0].0 == .eTag, headers[0].1 == tagged.etag,
+            contentType == "application/json"
+        {
+            out.fields = tagged.fields
+        }
         return out
     }
 

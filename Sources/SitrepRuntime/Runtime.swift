@@ -203,9 +203,9 @@ public struct APIRuntime: Sendable {
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         guard context.requestId.isEmpty else { return await measured(op, request: request, context: context, run) }
-        var context = context
+        // The id goes to the operation as an argument: setting it in a copy of the context
+        // retained and released every field of the copy.
         let requestId = SitrepMiddleware.requestId(from: request.headers.value(of: .xRequestID))
-        context.requestId = requestId
         let facts = RequestFacts(requestId: requestId)
         // One clock read on each side serves the metrics and the access log.
         let logs = SitrepMiddleware.logsAccess(context.logger)
@@ -214,10 +214,12 @@ public struct APIRuntime: Sendable {
         var response: Response
         if let tracer {
             response = await SitrepMiddleware.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
-                await RequestFacts.$current.withValue(facts) { await answer(op, request: request, context: context, run) }
+                await RequestFacts.$current.withValue(facts) { await answer(op, request: request, context: context, requestId: requestId, run) }
             }
         } else {
-            response = await RequestFacts.$current.withValue(facts) { await answer(op, request: request, context: context, run) }
+            response = await RequestFacts.$current.withValue(facts) {
+                await answer(op, request: request, context: context, requestId: requestId, run)
+            }
         }
         metrics?.inFlight.decrement()
         // Appended, not set: nothing before this names the header.
@@ -235,20 +237,19 @@ public struct APIRuntime: Sendable {
         _ op: OperationInfo, request: Request, context: SitrepRequestContext,
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
-        guard let metrics else { return await answer(op, request: request, context: context, run) }
+        guard let metrics else { return await answer(op, request: request, context: context, requestId: context.requestId, run) }
         let start = ContinuousClock.now
         metrics.inFlight.increment()
-        let response = await answer(op, request: request, context: context, run)
+        let response = await answer(op, request: request, context: context, requestId: context.requestId, run)
         metrics.inFlight.decrement()
         metrics.record(op, status: Int(response.status.code), duration: ContinuousClock.now - start)
         return response
     }
 
     nonisolated(nonsending) private func answer(
-        _ op: OperationInfo, request: Request, context: SitrepRequestContext,
+        _ op: OperationInfo, request: Request, context: SitrepRequestContext, requestId: String,
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
-        let requestId = context.requestId
         let logger = context.logger
         let facts = RequestFacts.current
         facts?.set(operation: op)
@@ -350,8 +351,9 @@ public struct APIRuntime: Sendable {
             let opContext = OperationContext(
                 operation: op, principal: principal, requestId: requestId, connection: context.channel, logger: logger)
 
-            // 4. Idempotency, around 5. the handler.
-            let out: EncodedResponse
+            // 4. Idempotency, around 5. the handler. The answer is changed in place, never
+            // copied: a copy retains each of its buffers.
+            var out: EncodedResponse
             if op.idempotency, let store = idempotencyStore {
                 let key = try Self.idempotencyKey(request.headers)
                 let fp = Self.fingerprint(method: request.method, path: request.uri.path, body: raw ?? [])
@@ -382,14 +384,11 @@ public struct APIRuntime: Sendable {
                             detail: "A request with this Idempotency-Key is still being processed; retry shortly."))
                 }
             } else {
-                var answer = try await run(parts, opContext)
-                try stamp(&answer, requestId: requestId, path: request.uri.path)
-                out = answer
+                out = try await run(parts, opContext)
+                try stamp(&out, requestId: requestId, path: request.uri.path)
             }
-            guard !rateHeaders.isEmpty else { return finish(out, op: op, requestId: requestId, logger: logger) }
-            var answered = out
-            answered.headers += rateHeaders
-            return finish(answered, op: op, requestId: requestId, logger: logger)
+            if !rateHeaders.isEmpty { out.headers += rateHeaders }
+            return finish(out, op: op, requestId: requestId, logger: logger)
         } catch {
             var response = problemResponse(for: error, op: op, request: request, requestId: requestId, logger: logger)
             for (name, value) in rateHeaders where response.headers[name] == nil { response.headers[name] = value }
@@ -673,6 +672,9 @@ public struct APIRuntime: Sendable {
     static let jsonContentType = HTTPField(name: .contentType, value: "application/json")
 
     public static func response(_ out: EncodedResponse) -> Response {
+        if let fields = out.fields, let body = out.sharedBody, out.stream == nil {
+            return Response(status: HTTPResponse.Status(code: out.status), headers: fields, body: .init(byteBuffer: body))
+        }
         var headers = HTTPFields()
         // Room for these and the fields added on the way out (X-Request-ID, Date, Content-Length),
         // so the list never grows.

@@ -468,6 +468,9 @@ public enum ServerRenderer {
         for tag in model.tags {
             let ops = model.operations.filter { $0.tag == tag.name && !$0.planned }
             w.doc("Routes the implemented operations tagged \(tag.name).")
+            // Inlinable, so the caller's module specializes it for its handler type: each route
+            // then calls the handler's method directly, not through the protocol's witness.
+            w.line("@inlinable")
             w.open("public func register\(tag.protocolName)(_ handler: some \(tag.protocolName), runtime: APIRuntime)")
             if ops.isEmpty { w.line("_ = (handler, runtime)") }
             for op in ops {
@@ -514,6 +517,7 @@ public enum ServerRenderer {
             (`APIRuntime.serve` does its part for them); it wraps what is routed after it: the 405s,
             any route added later (documents, metrics) and unknown paths.
             """)
+        w.line("@inlinable")
         w.open("public func registerSitrepAPI(_ handler: some SitrepAPI, runtime: APIRuntime)")
         for tag in model.tags { w.line("register\(tag.protocolName)(handler, runtime: runtime)") }
         w.line("registerPlannedOperations(runtime: runtime)")

@@ -1,0 +1,21 @@
+# Shared by Tools/bench and Tools/bench-instructions (sourced).
+
+# bench_capture URL FILE [CURL ARGS…]: GETs URL and writes its body to FILE and the answer's
+# header fields, as `--header` arguments for sitrep-bench-bare (one per line), to FILE.headers:
+# all but Date and Content-Length (Hummingbird writes those for both servers) and connection
+# management. The bare route then sends the same bytes as Sitrep's.
+bench_capture() {
+    local url="$1" file="$2"
+    shift 2
+    curl -fsS -D "$file.raw-headers" -o "$file" "$@" "$url" || return 1
+    tr -d '\r' <"$file.raw-headers" | awk 'NR > 1 && NF > 0 && tolower($1) !~ /^(date|content-length|connection|keep-alive|transfer-encoding):$/ { print }' >"$file.headers"
+    rm -f "$file.raw-headers"
+}
+
+# bench_bare_args FILE: the sitrep-bench-bare arguments for a body captured by bench_capture,
+# with the idle timeout `sitrep serve` runs with.
+bench_bare_args() {
+    local file="$1" line
+    printf '%s\n' --body "$file" --idle-timeout "${SITREP_IDLE_TIMEOUT_SECONDS:-30}"
+    while IFS= read -r line; do printf '%s\n' --header "$line"; done <"$file.headers"
+}
