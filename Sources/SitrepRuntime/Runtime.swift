@@ -214,11 +214,13 @@ public struct APIRuntime: Sendable {
         var response: Response
         if let tracer {
             response = await SitrepMiddleware.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
-                await RequestFacts.$current.withValue(facts) { await answer(op, request: request, context: context, requestId: requestId, run) }
+                await RequestFacts.$current.withValue(facts) {
+                    await answer(op, request: request, context: context, requestId: requestId, facts: facts, run)
+                }
             }
         } else {
             response = await RequestFacts.$current.withValue(facts) {
-                await answer(op, request: request, context: context, requestId: requestId, run)
+                await answer(op, request: request, context: context, requestId: requestId, facts: facts, run)
             }
         }
         metrics?.inFlight.decrement()
@@ -237,21 +239,23 @@ public struct APIRuntime: Sendable {
         _ op: OperationInfo, request: Request, context: SitrepRequestContext,
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
-        guard let metrics else { return await answer(op, request: request, context: context, requestId: context.requestId, run) }
+        let facts = RequestFacts.current
+        guard let metrics else {
+            return await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
+        }
         let start = ContinuousClock.now
         metrics.inFlight.increment()
-        let response = await answer(op, request: request, context: context, requestId: context.requestId, run)
+        let response = await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         metrics.inFlight.decrement()
         metrics.record(op, status: Int(response.status.code), duration: ContinuousClock.now - start)
         return response
     }
 
     nonisolated(nonsending) private func answer(
-        _ op: OperationInfo, request: Request, context: SitrepRequestContext, requestId: String,
+        _ op: OperationInfo, request: Request, context: SitrepRequestContext, requestId: String, facts: RequestFacts?,
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         let logger = context.logger
-        let facts = RequestFacts.current
         facts?.set(operation: op)
         var rateHeaders: [(HTTPField.Name, String)] = []
         do {

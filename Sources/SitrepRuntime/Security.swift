@@ -100,9 +100,14 @@ public struct Principal: Sendable, Hashable {
 
     /// Whether the caller has at least one of `roles`. A scan comparing strings rather than a
     /// set lookup: a caller has a role or two and an operation names a few, and comparing short
-    /// strings is cheaper than hashing one.
+    /// strings is cheaper than hashing one. Lengths are compared first: role names mostly
+    /// differ in length, and a failed comparison of two strings took the string library's slow
+    /// path.
     public func hasAnyRole(of roles: [String]) -> Bool {
-        box.fields.roles.contains { roles.contains($0) }
+        box.fields.roles.contains { mine in
+            let length = mine.utf8.count
+            return roles.contains { $0.utf8.count == length && $0 == mine }
+        }
     }
 
     public init(
