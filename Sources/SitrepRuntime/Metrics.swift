@@ -134,3 +134,13 @@ extension Router where Context == SitrepRequestContext {
         }
     }
 }
+
+/// Monotonic time as a `Duration` since a process-wide origin, for timing requests. A `Duration`
+/// has a fixed layout; `ContinuousClock.Instant` does not (the standard library may change it),
+/// so each instant an async function keeps across a suspension point was allocated on the
+/// task's heap, with a metadata lookup, on every request.
+public enum Monotonic {
+    private static let origin = ContinuousClock.now
+    /// The time since the origin.
+    public static var now: Duration { origin.duration(to: .now) }
+}

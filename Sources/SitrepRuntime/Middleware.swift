@@ -31,7 +31,7 @@ public struct SitrepMiddleware: RouterMiddleware {
         var context = context
         let requestId = Self.requestId(from: request.headers.value(of: .xRequestID))
         context.requestId = requestId
-        let start = Self.logsAccess(context.logger) ? ContinuousClock.now : nil
+        let start = Self.logsAccess(context.logger) ? Monotonic.now : nil
         var response: Response
         // Log lines written while this request runs get its id, operation and principal from here
         // (``Logger/MetadataProvider/sitrepRequest``), not from copies of the logger's metadata.
@@ -66,7 +66,7 @@ public struct SitrepMiddleware: RouterMiddleware {
         response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         // HEAD: whatever answered (a GET route, a 404 or 405 problem), the headers without a body.
         if request.method == .head { response = response.createHeadResponse() }
-        if let start { Self.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: ContinuousClock.now - start) }
+        if let start { Self.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: Monotonic.now - start) }
         return response
     }
 

@@ -209,7 +209,7 @@ public struct APIRuntime: Sendable {
         let facts = RequestFacts(requestId: requestId)
         // One clock read on each side serves the metrics and the access log.
         let logs = SitrepMiddleware.logsAccess(context.logger)
-        let start = logs || metrics != nil ? ContinuousClock.now : nil
+        let start = logs || metrics != nil ? Monotonic.now : nil
         metrics?.inFlight.increment()
         var response: Response
         if let tracer {
@@ -227,7 +227,7 @@ public struct APIRuntime: Sendable {
         // Appended, not set: nothing before this names the header.
         response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         if let start {
-            let elapsed = ContinuousClock.now - start
+            let elapsed = Monotonic.now - start
             metrics?.record(op, status: Int(response.status.code), duration: elapsed)
             if logs { SitrepMiddleware.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: elapsed) }
         }
@@ -243,11 +243,11 @@ public struct APIRuntime: Sendable {
         guard let metrics else {
             return await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         }
-        let start = ContinuousClock.now
+        let start = Monotonic.now
         metrics.inFlight.increment()
         let response = await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         metrics.inFlight.decrement()
-        metrics.record(op, status: Int(response.status.code), duration: ContinuousClock.now - start)
+        metrics.record(op, status: Int(response.status.code), duration: Monotonic.now - start)
         return response
     }
 
@@ -316,42 +316,15 @@ public struct APIRuntime: Sendable {
                             headers: [(.retryAfter, String(d.retryAfter))] + rateHeaders))
                 }
             }
-            // 3. Body.
-            var json: JSONValue?
-            var raw: [UInt8]?
-            var stream: RequestBodyStream?
-            // Looked up only where a body is taken: a scan of the request's fields saved on reads.
-            let contentType = op.streamsRequest || !op.requestContentTypes.isEmpty ? request.headers.value(of: .contentType) : nil
-            if op.streamsRequest {
-                stream = try streamedBody(op, request: request, contentType: contentType)
-            } else if !op.requestContentTypes.isEmpty {
-                let bytes = try await collectBody(request)
-                if bytes.isEmpty {
-                    if op.bodyRequired {
-                        throw ProblemError(.badRequest("This operation needs a request body.", code: "request.malformed_json"))
-                    }
-                } else {
-                    let mediaType = contentType.map(Self.mediaType) ?? ""
-                    guard op.requestContentTypes.contains(mediaType) else {
-                        throw ProblemError(
-                            Problem(
-                                status: 415, code: "request.unsupported_media_type",
-                                detail:
-                                    "Send the body as \(op.requestContentTypes.joined(separator: " or ")); got \(contentType ?? "no Content-Type")."))
-                    }
-                    if mediaType == "application/json" {
-                        do {
-                            json = try JSONParser.parse(bytes)
-                        } catch {
-                            throw ProblemError(.badRequest("The body is not valid JSON: \(error.message).", code: "request.malformed_json"))
-                        }
-                    }
-                    raw = bytes
-                }
-            }
-            let parts = RequestParts(
-                path: Self.pathParameters(context), query: Self.parseQuery(request.uri.query), headers: request.headers,
-                json: json, rawBody: raw, bodyStream: stream, contentType: contentType)
+            // 3. Body. Taken in a function of its own: a streamed body's type has no fixed size
+            // here, and as a local of this async function it cost every request heap allocations
+            // on the task.
+            let parts =
+                op.streamsRequest || !op.requestContentTypes.isEmpty
+                ? try await partsWithBody(op, request: request, context: context)
+                : RequestParts(
+                    path: Self.pathParameters(context), query: Self.parseQuery(request.uri.query), headers: request.headers, json: nil,
+                    rawBody: nil, contentType: nil)
             let opContext = OperationContext(
                 operation: op, principal: principal, requestId: requestId, connection: context.channel, logger: logger)
 
@@ -360,7 +333,7 @@ public struct APIRuntime: Sendable {
             var out: EncodedResponse
             if op.idempotency, let store = idempotencyStore {
                 let key = try Self.idempotencyKey(request.headers)
-                let fp = Self.fingerprint(method: request.method, path: request.uri.path, body: raw ?? [])
+                let fp = Self.fingerprint(method: request.method, path: request.uri.path, body: parts.rawBody ?? [])
                 let path = request.uri.path
                 let outcome = try await store.execute(operation: op.id, principal: principal?.id ?? "anonymous", key: key, fingerprint: fp) {
                     transaction in
@@ -401,6 +374,48 @@ public struct APIRuntime: Sendable {
     }
 
     // MARK: helpers
+
+    /// The parts of a request whose operation takes a body: collected (at most
+    /// ``maxBodyBytes``), media type checked, JSON parsed; or, for `x-streaming`, checked as far
+    /// as the headers allow and handed on as it arrives.
+    nonisolated(nonsending) private func partsWithBody(
+        _ op: OperationInfo, request: Request, context: SitrepRequestContext
+    ) async throws -> RequestParts {
+        var json: JSONValue?
+        var raw: [UInt8]?
+        var stream: RequestBodyStream?
+        let contentType = request.headers.value(of: .contentType)
+        if op.streamsRequest {
+            stream = try streamedBody(op, request: request, contentType: contentType)
+        } else if !op.requestContentTypes.isEmpty {
+            let bytes = try await collectBody(request)
+            if bytes.isEmpty {
+                if op.bodyRequired {
+                    throw ProblemError(.badRequest("This operation needs a request body.", code: "request.malformed_json"))
+                }
+            } else {
+                let mediaType = contentType.map(Self.mediaType) ?? ""
+                guard op.requestContentTypes.contains(mediaType) else {
+                    throw ProblemError(
+                        Problem(
+                            status: 415, code: "request.unsupported_media_type",
+                            detail:
+                                "Send the body as \(op.requestContentTypes.joined(separator: " or ")); got \(contentType ?? "no Content-Type")."))
+                }
+                if mediaType == "application/json" {
+                    do {
+                        json = try JSONParser.parse(bytes)
+                    } catch {
+                        throw ProblemError(.badRequest("The body is not valid JSON: \(error.message).", code: "request.malformed_json"))
+                    }
+                }
+                raw = bytes
+            }
+        }
+        return RequestParts(
+            path: Self.pathParameters(context), query: Self.parseQuery(request.uri.query), headers: request.headers,
+            json: json, rawBody: raw, bodyStream: stream, contentType: contentType)
+    }
 
     /// The caller, when the operation takes a bearer token and this one is in the
     /// authenticator's cache of verified tokens: the usual case, answered without suspending.
