@@ -271,22 +271,38 @@ extension UUID {
     /// The canonical lowercase form (`8-4-4-4-12` hex digits), written without Foundation's
     /// uppercase string and a second pass to lowercase it.
     public var lowercasedString: String {
-        let digits = ("0123456789abcdef" as StaticString).utf8Start
-        return withUnsafeBytes(of: uuid) { raw in
+        withUnsafeBytes(of: uuid) { raw in
             String(unsafeUninitializedCapacity: 36) { out in
                 var j = 0
-                for i in 0..<16 {
-                    if i == 4 || i == 6 || i == 8 || i == 10 {
-                        out[j] = UInt8(ascii: "-")
-                        j &+= 1
+                func group(_ bytes: Range<Int>) {
+                    for i in bytes {
+                        let pair = UUID.hexPairs[Int(raw[i])]
+                        out[j] = UInt8(truncatingIfNeeded: pair >> 8)
+                        out[j &+ 1] = UInt8(truncatingIfNeeded: pair)
+                        j &+= 2
                     }
-                    let b = raw[i]
-                    out[j] = digits[Int(b >> 4)]
-                    out[j &+ 1] = digits[Int(b & 0x0f)]
-                    j &+= 2
                 }
+                func dash() {
+                    out[j] = UInt8(ascii: "-")
+                    j &+= 1
+                }
+                group(0..<4)
+                dash()
+                group(4..<6)
+                dash()
+                group(6..<8)
+                dash()
+                group(8..<10)
+                dash()
+                group(10..<16)
                 return j
             }
         }
+    }
+
+    /// The two lowercase hex digits of each byte value, high digit in the high byte.
+    private static let hexPairs: [UInt16] = (0..<256).map { b in
+        let digits = Array("0123456789abcdef".utf8)
+        return UInt16(digits[b >> 4]) << 8 | UInt16(digits[b & 0x0f])
     }
 }
