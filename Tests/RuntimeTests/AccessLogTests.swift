@@ -63,6 +63,34 @@ struct AccessLogTests {
         #expect(!all.contains("Bearer"))
     }
 
+    /// Operations routed after a `SitrepMiddleware` (so it wraps them, the order before session 24)
+    /// still get one request id and one access-log line: the middleware gives the request its id
+    /// first, and `serve` then leaves the rest to it. A second middleware is a no-op too.
+    @Test func aMiddlewareAroundTheOperationsDoesNotDoubleTheEnvelope() async throws {
+        let logs = CapturedLogs()
+        let logger = Logger(label: "sitrep.test") { _ in CapturingLogHandler(store: logs) }
+        let runtime = APIRuntime(authenticator: TestAuthenticator(), rateLimiter: CountingRateLimiter(limit: 1000), validateResponses: true)
+        let router = Router.sitrep()
+        router.add(middleware: SitrepMiddleware(runtime: runtime))
+        router.registerSignalsAPI(FakeSignals(), runtime: runtime)
+        router.add(middleware: SitrepMiddleware(runtime: runtime))
+        router.registerMethodNotAllowed(runtime: runtime)
+        try await Application(router: router, logger: logger).test(.router) { client in
+            var auth = HTTPFields()
+            auth[.authorization] = "Bearer viewer"
+            auth[.xRequestID] = "outer-1"
+            let listed = try await client.execute(uri: "/v1/signals?limit=5", method: .get, headers: auth)
+            #expect(listed.status == .ok && listed.headers[values: .xRequestID] == ["outer-1"])
+            let refused = try await client.execute(uri: "/v1/signals", method: .delete, headers: auth)
+            #expect(refused.status == .methodNotAllowed && refused.headers[values: .xRequestID] == ["outer-1"])
+            let unknown = try await client.execute(uri: "/nowhere", method: .get, headers: auth)
+            #expect(unknown.status == .notFound && unknown.headers[values: .xRequestID] == ["outer-1"])
+        }
+        let lines = logs.lines.withLock { $0.filter { $0.message == "request" } }
+        #expect(lines.count == 3)
+        #expect(lines.first?.metadata["operation"] == "listSignals" && lines.first?.metadata["requestId"] == "outer-1")
+    }
+
     /// A line written while a request runs (here the runtime's own, for an unexpected error) names
     /// the request, its operation and its caller through the metadata provider, read when the line
     /// is written; a line written outside any request names none.
