@@ -20,15 +20,16 @@ final class DashboardCache: Sendable {
     /// A class, so a hit hands out a reference rather than copying the aggregate's fields.
     final class Snapshot: Sendable {
         let dashboard: Dashboard
-        /// `dashboard` as it is sent, encoded once for every request that gets this snapshot.
+        /// `dashboard` as it is sent, with its ETag, encoded once for every request that gets this
+        /// snapshot.
         let body: Encoded<Dashboard>
-        let etag: String
         let computedAt: ContinuousClock.Instant
 
-        init(dashboard: Dashboard, body: Encoded<Dashboard>, etag: String, computedAt: ContinuousClock.Instant) {
+        var etag: String { body.etag }
+
+        init(dashboard: Dashboard, body: Encoded<Dashboard>, computedAt: ContinuousClock.Instant) {
             self.dashboard = dashboard
             self.body = body
-            self.etag = etag
             self.computedAt = computedAt
         }
     }
@@ -108,7 +109,7 @@ final class DashboardCache: Sendable {
             var content = d
             content.generatedAt = Date(timeIntervalSince1970: 0)
             let etag = ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048))
-            result = .success(Snapshot(dashboard: d, body: Encoded(d, capacity: 2048, etag: etag), etag: etag, computedAt: .now))
+            result = .success(Snapshot(dashboard: d, body: Encoded(d, capacity: 2048, etag: etag), computedAt: .now))
         } catch {
             result = .failure(error)
         }

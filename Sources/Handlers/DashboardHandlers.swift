@@ -18,7 +18,7 @@ extension SitrepHandlers {
         if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: snapshot.etag) {
             return .notModified(etag: snapshot.etag)
         }
-        return .okEncoded(snapshot.body, etag: snapshot.etag)
+        return .okEncoded(snapshot.body)
     }
 
     /// Roles that see every briefing on the dashboard.

@@ -20,9 +20,10 @@ final class SignalPageCache: Sendable {
     }
 
     struct Page: Sendable {
-        /// The page as it is sent.
+        /// The page as it is sent, with its ETag.
         let body: Encoded<SignalPage>
-        let etag: String
+
+        var etag: String { body.etag }
     }
 
     /// What a page depends on: the event head the hub knew, and this instance's write count.

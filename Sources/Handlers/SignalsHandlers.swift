@@ -132,8 +132,7 @@ extension SitrepHandlers {
         w.raw("],\"nextCursor\":")
         if let next { w.string(next) } else { w.null() }
         w.raw("}")
-        let etag = name.etag(next: next)
-        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w, etag: etag), etag: etag)
+        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w, etag: name.etag(next: next)))
     }
 
     /// What a signal list page's ETag names: its rows' ids and versions, then its cursor. The same
@@ -387,7 +386,7 @@ extension SitrepHandlers {
         let mark = !filtered && signalPages.enabled ? signalHub?.changeMark : nil
         if let mark, let page = signalPages.page(key, mark: mark) {
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
-            return .okEncoded(page.body, etag: page.etag)
+            return .okEncoded(page.body)
         }
         if !filtered {
             let page = try await database {
@@ -395,7 +394,7 @@ extension SitrepHandlers {
             }
             if let mark { signalPages.store(page, for: key, mark: mark) }
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }
-            return .okEncoded(page.body, etag: page.etag)
+            return .okEncoded(page.body)
         }
         let query = try Self.filteredQuery(input, after: after)
         var items: [Signal] = try await database {

@@ -44,16 +44,17 @@ extension JSONEncodable {
     }
 }
 
-/// A value's JSON, encoded once and sent as often as it is asked for: what a handler keeps when it
-/// serves one representation many times (a cached aggregate, a cached page). Only a `T` can make
-/// one, so the bytes are always `T`'s encoding, and the answer that carries it is checked
-/// against `T`'s schema like any other. Every answer shares the one buffer; none copies it.
+/// A representation encoded once and sent as often as it is asked for, with its strong ETag: what
+/// a handler keeps when it serves one answer many times and has it revalidated (a cached
+/// aggregate, a cached page). Only a `T` can make one, so the bytes are always `T`'s encoding, and
+/// the answer that carries it is checked against `T`'s schema like any other. Every answer shares
+/// the one buffer and one set of header fields; none copies them.
 public struct Encoded<T: JSONEncodable>: Sendable {
     /// The encoded bytes.
     public let buffer: ByteBuffer
-    /// The ETag it is served with, when made with one, and the header fields of a JSON answer
-    /// carrying it (`Content-Type`, `ETag`), built once for every answer that sends it.
-    let tagged: Tagged?
+    /// The ETag, and the header fields of a JSON answer carrying these bytes (`Content-Type`,
+    /// `ETag`), built once.
+    let tagged: Tagged
 
     final class Tagged: Sendable {
         let etag: String
@@ -69,23 +70,25 @@ public struct Encoded<T: JSONEncodable>: Sendable {
         }
     }
 
-    /// `value`'s encoding; `etag`: the ETag it will be served with (answers that send it with
-    /// that ETag and nothing else then share one set of header fields).
-    public init(_ value: T, capacity: Int = 1024, etag: String? = nil) {
+    /// `value`'s encoding, served with `etag` (the strong tag `If-None-Match` is matched against).
+    public init(_ value: T, capacity: Int = 1024, etag: String) {
         var w = JSONWriter(capacity: capacity)
         value.encodeJSON(to: &w)
         buffer = w.byteBuffer
-        tagged = etag.map(Tagged.init)
+        tagged = Tagged(etag: etag)
     }
 
     /// Bytes written in `T`'s wire format without a `T` in between (a page written straight from
     /// database rows). Served like any `Encoded`: where responses are validated (tests,
     /// development) they are parsed back and decoded as `T` before they leave; a test of the
     /// writer should also pin its bytes to `T`'s own encoding of the same data.
-    public init(writtenAs type: T.Type, by writer: borrowing JSONWriter, etag: String? = nil) {
+    public init(writtenAs type: T.Type, by writer: borrowing JSONWriter, etag: String) {
         buffer = writer.byteBuffer
-        tagged = etag.map(Tagged.init)
+        tagged = Tagged(etag: etag)
     }
+
+    /// The ETag every answer carrying these bytes is sent with.
+    public var etag: String { tagged.etag }
 
     /// How many bytes the encoding has.
     public var count: Int { buffer.readableBytes }

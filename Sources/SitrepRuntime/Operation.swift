@@ -268,23 +268,18 @@ public struct EncodedResponse: Sendable {
         self.bytes = body
     }
 
-    /// A JSON body encoded ahead of time; in test builds (`validate`) it is parsed back and decoded
-    /// as `T`, as ``json(_:_:headers:contentType:validate:)`` does. When the only header is the
-    /// ETag the ``Encoded`` was made with, its prebuilt fields are sent.
+    /// A JSON body encoded ahead of time, sent with its ETag and `headers`; in test builds
+    /// (`validate`) it is parsed back and decoded as `T`, as ``json(_:_:headers:contentType:validate:)``
+    /// does. With no other header, the ``Encoded``'s prebuilt fields are sent.
     public static func json<T: JSONEncodable & JSONDecodable>(
-        _ status: Int, _ value: Encoded<T>, headers: [(HTTPField.Name, String)] = [], contentType: String = "application/json",
-        validate: Bool
+        _ status: Int, _ value: Encoded<T>, headers: [(HTTPField.Name, String)] = [], validate: Bool
     ) throws -> EncodedResponse {
         if validate {
             try ResponseValidation.check(T.self, bytes: Array(buffer: value.buffer), status: status)
         }
-        var out = EncodedResponse(status: status, headers: headers, contentType: contentType)
+        var out = EncodedResponse(status: status, headers: [(.eTag, value.etag)] + headers, contentType: "application/json")
         out.sharedBody = value.buffer
-        if let tagged = value.tagged, headers.count == 1, headers[0].0 == .eTag, headers[0].1 == tagged.etag,
-            contentType == "application/json"
-        {
-            out.fields = tagged.fields
-        }
+        if headers.isEmpty { out.fields = value.tagged.fields }
         return out
     }
 

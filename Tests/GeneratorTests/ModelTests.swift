@@ -123,17 +123,34 @@ struct RenderTests {
         #expect(spec != Fixtures.mini)
         let operations = try #require(ServerRenderer.render(ModelBuilder.build(try Loader.load(text: spec)), specText: spec)["Operations.swift"])
         #expect(operations.contains("case ok(NotePage, etag: String)"))
-        #expect(operations.contains("case okEncoded(Encoded<NotePage>, etag: String)"))
+        // The encoded-ahead answer carries its own ETag: the handler states it once, in `Encoded`.
+        #expect(operations.contains("case okEncoded(Encoded<NotePage>)"))
         #expect(
             operations.contains(
                 """
-                        case .okEncoded(let body, let etag):
-                            return try .json(200, body, headers: [(ResponseHeader.etag, etag)], validate: validate)
+                        case .okEncoded(let body):
+                            return try .json(200, body, validate: validate)
                         case .ok(let body, let etag):
                 """))
         // createNote's 201 carries an ETag too, but a write's answer is made once.
         #expect(operations.contains("case created(Note, location: String, etag: String)"))
         #expect(!operations.contains("createdEncoded"))
+        // Other headers of that answer stay the case's own, required or not.
+        let more = spec.replacingOccurrences(
+            of: "            ETag: {required: true, schema: {type: string}}\n",
+            with: "            ETag: {required: true, schema: {type: string}}\n            X-Total: {schema: {type: string}}\n")
+        #expect(more != spec)
+        let moreOperations = try #require(
+            ServerRenderer.render(ModelBuilder.build(try Loader.load(text: more)), specText: more)["Operations.swift"])
+        #expect(moreOperations.contains("case okEncoded(Encoded<NotePage>, xTotal: String?)"))
+        #expect(
+            moreOperations.contains(
+                """
+                        case .okEncoded(let body, let xTotal):
+                            var headers: [(HTTPField.Name, String)] = []
+                            if let xTotal { headers.append((ResponseHeader.xTotal, xTotal)) }
+                            return try .json(200, body, headers: headers, validate: validate)
+                """))
         // Without the header, nothing changes.
         let plain = try #require(
             ServerRenderer.render(ModelBuilder.build(try Loader.load(text: Fixtures.mini)), specText: Fixtures.mini)["Operations.swift"])

@@ -402,10 +402,12 @@ struct EncodedAheadTests {
     @Test func theSameBytesGoOutFromOneSharedBufferCheckedLikeAnyOtherAnswer() throws {
         let page = SignalPage(items: [FakeSignals().signal(FakeSignals.fixedId)], nextCursor: "abc")
         let fresh = try ListSignals.Output.ok(page, etag: "\"l-1\"").encoded(validate: true)
-        let encoded = Encoded(page)
-        let ahead = try ListSignals.Output.okEncoded(encoded, etag: "\"l-1\"").encoded(validate: true)
-        let again = try ListSignals.Output.okEncoded(encoded, etag: "\"l-1\"").encoded(validate: true)
+        let encoded = Encoded(page, etag: "\"l-1\"")
+        let ahead = try ListSignals.Output.okEncoded(encoded).encoded(validate: true)
+        let again = try ListSignals.Output.okEncoded(encoded).encoded(validate: true)
+        // The same status, content type and header fields (the ETag the `Encoded` was made with).
         #expect(ahead.status == 200 && ahead.contentType == fresh.contentType && ahead.headers.map(\.1) == fresh.headers.map(\.1))
+        #expect(ahead.headers.map(\.0) == [.eTag] && encoded.etag == "\"l-1\"")
         #expect(ahead.body == fresh.body && ahead.hasBody && encoded.count == fresh.body.count)
         // Both answers send the one buffer: same storage, nothing copied. A fresh answer has its own.
         let a = try #require(ahead.sharedBody)
@@ -415,7 +417,7 @@ struct EncodedAheadTests {
         #expect(own.withUnsafeReadableBytes { $0.baseAddress } != a.withUnsafeReadableBytes { $0.baseAddress })
         // In test builds the bytes are decoded back as the operation's schema, as for `.ok`.
         let bad = SignalPage(items: [FakeSignals(badConfidence: true).signal(FakeSignals.fixedId)], nextCursor: nil)
-        #expect(throws: ContractViolation.self) { try ListSignals.Output.okEncoded(Encoded(bad), etag: "x").encoded(validate: true) }
+        #expect(throws: ContractViolation.self) { try ListSignals.Output.okEncoded(Encoded(bad, etag: "\"x\"")).encoded(validate: true) }
         // Replacing the body drops the shared buffer.
         var replaced = ahead
         replaced.body = [1, 2]

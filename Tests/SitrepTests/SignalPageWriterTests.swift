@@ -50,7 +50,7 @@ import Testing
             }
         for try await row in rows { items.append(try SitrepHandlers.signal(from: row)) }
         let next = trimPage(&items, limit: limit, id: \.id)
-        return (Encoded(SignalPage(items: items, nextCursor: next)).buffer.readableBytesView.map { $0 }, next.map { _ in items.last!.id })
+        return (SignalPage(items: items, nextCursor: next).jsonBytes(), next.map { _ in items.last!.id })
     }
 
     @Test func pagesAreTheGeneratedEncodersBytes() async throws {

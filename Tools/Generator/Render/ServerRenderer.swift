@@ -245,9 +245,10 @@ public enum ServerRenderer {
             w.line("case \(r.caseName)" + (assoc.isEmpty ? "" : "(\(assoc.joined(separator: ", ")))"))
             if let t = preEncodable(r, of: op) {
                 w.doc(
-                    "\(r.status), the same answer with the body encoded ahead (`Encoded`): for a representation served many times unchanged."
+                    "\(r.status), the same answer with the body encoded ahead (`Encoded`), sent with the `Encoded`'s ETag: for a representation served many times unchanged."
                 )
-                w.line("case \(r.caseName)Encoded(" + (["Encoded<\(TypeRendering.swiftType(t))>"] + assoc.dropFirst()).joined(separator: ", ") + ")")
+                let others = r.headers.filter { !isETag($0) }.map { "\($0.swiftName): String" + ($0.required ? "" : "?") }
+                w.line("case \(r.caseName)Encoded(" + (["Encoded<\(TypeRendering.swiftType(t))>"] + others).joined(separator: ", ") + ")")
             }
         }
         w.close()
@@ -366,27 +367,18 @@ public enum ServerRenderer {
             case .json, .raw, .problem, .eventStream: binds.append("let body")
             case .none: break
             }
+            let (headerLines, hArg) = headersArgument(r.headers)
+            if preEncodable(r, of: op) != nil {
+                // The ETag comes with the `Encoded` body; the other headers are the case's own.
+                let others = r.headers.filter { !isETag($0) }
+                let (otherLines, otherArg) = headersArgument(others)
+                let otherBinds = ["let body"] + others.map { "let \($0.swiftName)" }
+                w.line("case .\(r.caseName)Encoded(\(otherBinds.joined(separator: ", "))):")
+                for l in otherLines { w.line(l) }
+                w.line("    return try .json(\(r.status), body\(otherArg), validate: validate)")
+            }
             for h in r.headers { binds.append("let \(h.swiftName)") }
             let pattern = "case .\(r.caseName)" + (binds.isEmpty ? "" : "(\(binds.joined(separator: ", ")))") + ":"
-            let required = r.headers.filter(\.required).map { "(ResponseHeader.\(Naming.lowerCamel($0.name)), \($0.swiftName))" }
-            let optional = r.headers.filter { !$0.required }
-            var headerLines: [String] = []
-            let headersExpr: String
-            if optional.isEmpty {
-                headersExpr = "[\(required.joined(separator: ", "))]"
-            } else {
-                headerLines.append("    var headers: [(HTTPField.Name, String)] = [\(required.joined(separator: ", "))]")
-                for h in optional {
-                    headerLines.append("    if let \(h.swiftName) { headers.append((ResponseHeader.\(Naming.lowerCamel(h.name)), \(h.swiftName))) }")
-                }
-                headersExpr = "headers"
-            }
-            let hArg = headersExpr == "[]" ? "" : ", headers: \(headersExpr)"
-            if preEncodable(r, of: op) != nil {
-                w.line(pattern.replacingOccurrences(of: "case .\(r.caseName)", with: "case .\(r.caseName)Encoded"))
-                for l in headerLines { w.line(l) }
-                w.line("    return try .json(\(r.status), body\(hArg), validate: validate)")
-            }
             w.line(pattern)
             for l in headerLines { w.line(l) }
             switch r.body {
@@ -408,11 +400,28 @@ public enum ServerRenderer {
         w.close()
     }
 
+    /// The lines that collect `headers` into `headers` (when some are optional) and the
+    /// `, headers: …` argument that passes them (empty when there are none).
+    static func headersArgument(_ headers: [HeaderIR]) -> (lines: [String], argument: String) {
+        let required = headers.filter(\.required).map { "(ResponseHeader.\(Naming.lowerCamel($0.name)), \($0.swiftName))" }
+        let optional = headers.filter { !$0.required }
+        guard !optional.isEmpty else {
+            return ([], required.isEmpty ? "" : ", headers: [\(required.joined(separator: ", "))]")
+        }
+        var lines = ["    var headers: [(HTTPField.Name, String)] = [\(required.joined(separator: ", "))]"]
+        for h in optional {
+            lines.append("    if let \(h.swiftName) { headers.append((ResponseHeader.\(Naming.lowerCamel(h.name)), \(h.swiftName))) }")
+        }
+        return (lines, ", headers: headers")
+    }
+
+    static func isETag(_ h: HeaderIR) -> Bool { h.name.lowercased() == "etag" }
+
     /// The body type of a response a handler may also give encoded ahead (`case okEncoded(Encoded<T>, …)`):
     /// a GET's JSON answer that carries an `ETag`, i.e. a representation that is served many times
     /// unchanged and revalidated (cached aggregates and pages).
     static func preEncodable(_ r: ResponseIR, of op: OperationModel) -> TypeIR? {
-        guard op.method.lowercased() == "get", case .json(let t) = r.body, r.headers.contains(where: { $0.name.lowercased() == "etag" }) else {
+        guard op.method.lowercased() == "get", case .json(let t) = r.body, r.headers.contains(where: isETag) else {
             return nil
         }
         return t
