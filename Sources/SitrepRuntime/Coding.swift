@@ -48,7 +48,7 @@ extension JSONEncodable {
 /// a handler keeps when it serves one answer many times and has it revalidated (a cached
 /// aggregate, a cached page). Only a `T` can make one, so the bytes are always `T`'s encoding, and
 /// the answer that carries it is checked against `T`'s schema like any other. Every answer shares
-/// the one buffer and one set of header fields; none copies them.
+/// the one buffer, and the ones that add no header of their own one set of header fields.
 public struct Encoded<T: JSONEncodable>: Sendable {
     /// The encoded bytes.
     public let buffer: ByteBuffer

@@ -89,7 +89,10 @@ struct DashboardCacheTests {
         try await Task.sleep(for: .milliseconds(20))
         gate.release()
         let (x, y) = try await (a, b)
-        #expect(x.dashboard.signals.total == 2 && y.dashboard.signals.total == 2)
+        // Either request may be the one that computes (the two child tasks race to start); both
+        // get that one computation's snapshot.
+        #expect([2, 3].contains(x.dashboard.signals.total) && y.dashboard.signals.total == x.dashboard.signals.total)
+        #expect(x.etag == y.etag)
         #expect(gate.runs.load(ordering: .relaxed) == 2)
     }
 
