@@ -241,13 +241,13 @@ public enum ServerRenderer {
             case .eventStream: assoc.append("EventStream")
             case .none: break
             }
-            for h in r.headers { assoc.append("\(h.swiftName): String" + (h.required ? "" : "?")) }
+            assoc += r.headers.map(associatedValue)
             w.line("case \(r.caseName)" + (assoc.isEmpty ? "" : "(\(assoc.joined(separator: ", ")))"))
             if let t = preEncodable(r, of: op) {
                 w.doc(
                     "\(r.status), the same answer with the body encoded ahead (`Encoded`), sent with the `Encoded`'s ETag: for a representation served many times unchanged."
                 )
-                let others = r.headers.filter { !isETag($0) }.map { "\($0.swiftName): String" + ($0.required ? "" : "?") }
+                let others = r.headers.filter { !isETag($0) }.map(associatedValue)
                 w.line("case \(r.caseName)Encoded(" + (["Encoded<\(TypeRendering.swiftType(t))>"] + others).joined(separator: ", ") + ")")
             }
         }
@@ -416,6 +416,9 @@ public enum ServerRenderer {
     }
 
     static func isETag(_ h: HeaderIR) -> Bool { h.name.lowercased() == "etag" }
+
+    /// A response header as an `Output` case's associated value (`etag: String`, `xTotal: String?`).
+    static func associatedValue(_ h: HeaderIR) -> String { "\(h.swiftName): String" + (h.required ? "" : "?") }
 
     /// The body type of a response a handler may also give encoded ahead (`case okEncoded(Encoded<T>, …)`):
     /// a GET's JSON answer that carries an `ETag`, i.e. a representation that is served many times
