@@ -268,6 +268,18 @@ public struct EncodedResponse: Sendable {
         self.bytes = body
     }
 
+    /// An answer whose body is held in a buffer, made in one step: setting ``sharedBody`` (and
+    /// ``fields``) on an answer made first cost the generic encoders two copies and two
+    /// destructions of the whole answer per request (a retain or release of each reference).
+    init(status: Int, headers: [(HTTPField.Name, String)], contentType: String, sharedBody: ByteBuffer, fields: HTTPFields? = nil) {
+        self.status = status
+        self.headers = headers
+        self.contentType = contentType
+        self.bytes = []
+        self.sharedBody = sharedBody
+        self.fields = fields
+    }
+
     /// A JSON body encoded ahead of time, sent with its ETag and `headers`; in test builds
     /// (`validate`) it is parsed back and decoded as `T`, as ``json(_:_:headers:contentType:validate:)``
     /// does. With no other header, the ``Encoded``'s prebuilt fields are sent.
@@ -277,10 +289,9 @@ public struct EncodedResponse: Sendable {
         if validate {
             try ResponseValidation.check(T.self, bytes: Array(buffer: value.buffer), status: status)
         }
-        var out = EncodedResponse(status: status, headers: [(.eTag, value.etag)] + headers, contentType: "application/json")
-        out.sharedBody = value.buffer
-        if headers.isEmpty { out.fields = value.tagged.fields }
-        return out
+        return EncodedResponse(
+            status: status, headers: [(.eTag, value.etag)] + headers, contentType: "application/json", sharedBody: value.buffer,
+            fields: headers.isEmpty ? value.tagged.fields : nil)
     }
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String, stream: EventStream) {
@@ -298,9 +309,7 @@ public struct EncodedResponse: Sendable {
         if validate {
             try ResponseValidation.check(T.self, bytes: w.bytes, status: status)
         }
-        var out = EncodedResponse(status: status, headers: headers, contentType: contentType)
-        out.sharedBody = w.byteBuffer
-        return out
+        return EncodedResponse(status: status, headers: headers, contentType: contentType, sharedBody: w.byteBuffer)
     }
 
     public static func problem(_ p: Problem, validate: Bool) throws -> EncodedResponse {
