@@ -279,6 +279,7 @@ let package = Package(
             dependencies: [
                 "SitrepRuntime", "Generated", "GeneratorCore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

@@ -13,25 +13,57 @@ import Synchronization
 /// - anything registered through swift-metrics (`MetricsSystem.bootstrap` with
 ///   ``factory``), and gauges the server sets before each scrape (``beforeScrape``).
 ///
-/// Every per-request metric object is made once, when the operations are registered, so a
-/// request costs a few atomic additions and no lookup by label.
+/// The three per-request metrics are kept here rather than in the Prometheus registry, and
+/// rendered at scrape time: every request updates them, and here that is two or three relaxed
+/// atomic additions, found without a lookup. The registry's histogram takes a lock and updates
+/// every bucket, and its gauge a compare-and-swap loop, on each request, on objects every core
+/// shares.
 public final class APIMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// For `MetricsSystem.bootstrap`, so libraries' swift-metrics land in the same registry.
     public var factory: PrometheusMetricsFactory { PrometheusMetricsFactory(registry: registry) }
 
+    /// Upper bounds of the latency buckets, in nanoseconds (`le` 1 ms … 10 s).
+    static let bounds: InlineArray<13, Int> = [
+        1_000_000, 2_000_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000, 100_000_000, 250_000_000, 500_000_000,
+        1_000_000_000, 2_500_000_000, 5_000_000_000, 10_000_000_000,
+    ]
+    /// Most documented statuses an operation may have (the spec's largest has 15).
+    static let statusCapacity = 31
+
+    /// One operation's counts. Latencies are counted per bucket (not cumulatively; the scrape
+    /// adds them up), the last slot for answers slower than every bound.
     final class Operation: Sendable {
         /// ``APIMetrics/serial`` of the registry these belong to.
         let registry: UInt64
-        let duration: DurationHistogram
-        /// One counter per documented status (an undocumented one cannot be answered).
-        let statuses: [(Int, Counter)]
-        let other: Counter
-        init(registry: UInt64, duration: DurationHistogram, statuses: [(Int, Counter)], other: Counter) {
+        let id: String
+        /// The documented statuses, in the order of ``answers``' first slots.
+        let statuses: [Int]
+        let latencies: InlineArray<14, Atomic<Int>>
+        let nanoseconds: Atomic<Int>
+        /// Answers per documented status, then one slot for any other.
+        let answers: InlineArray<32, Atomic<Int>>
+
+        init(registry: UInt64, id: String, statuses: [Int]) {
+            precondition(
+                statuses.count <= APIMetrics.statusCapacity,
+                "\(id) documents \(statuses.count) statuses; APIMetrics counts at most \(APIMetrics.statusCapacity) per operation")
             self.registry = registry
-            self.duration = duration
+            self.id = id
             self.statuses = statuses
-            self.other = other
+            latencies = InlineArray { _ in Atomic(0) }
+            nanoseconds = Atomic(0)
+            answers = InlineArray { _ in Atomic(0) }
+        }
+
+        func record(status: Int, nanoseconds elapsed: Int) {
+            var bucket = 0
+            while bucket < APIMetrics.bounds.count && elapsed > APIMetrics.bounds[bucket] { bucket += 1 }
+            latencies[bucket].wrappingAdd(1, ordering: .relaxed)
+            nanoseconds.wrappingAdd(elapsed, ordering: .relaxed)
+            var slot = 0
+            while slot < statuses.count && statuses[slot] != status { slot += 1 }
+            answers[slot].wrappingAdd(1, ordering: .relaxed)
         }
     }
 
@@ -42,42 +74,20 @@ public final class APIMetrics: Sendable {
 
     private let operations: Mutex<[String: Operation]> = Mutex([:])
     private let rejections: Mutex<[String: Counter]> = Mutex([:])
-    let inFlight: Gauge
+    let inFlight = Atomic<Int>(0)
     /// Set gauges that are read from elsewhere (queue depths…) just before each scrape.
     let beforeScrape: @Sendable () async -> Void
-
-    static let buckets: [Duration] = [
-        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
-    ]
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), beforeScrape: @escaping @Sendable () async -> Void = {}) {
         self.registry = registry
         self.beforeScrape = beforeScrape
-        inFlight = registry.makeGauge(name: "sitrep_http_requests_in_flight", help: "Requests being handled now.")
     }
 
     /// Makes the metric objects of `operations` (the generated router calls this once).
     public func register(_ ops: [OperationInfo]) {
         operations.withLock { known in
             for op in ops where known[op.id] == nil {
-                let labels = [("operation", op.id)]
-                let made = Operation(
-                    registry: serial,
-                    duration: registry.makeDurationHistogram(
-                        name: "sitrep_http_request_duration_seconds", labels: labels, buckets: Self.buckets,
-                        help: "Time from the request's arrival to its answer, per operation."),
-                    statuses: op.statuses.map { status in
-                        (
-                            status,
-                            registry.makeCounter(
-                                name: "sitrep_http_requests_total", labels: labels + [("status", String(status))],
-                                help: "Answers per operation and HTTP status.")
-                        )
-                    },
-                    other: registry.makeCounter(
-                        name: "sitrep_http_requests_total", labels: labels + [("status", "other")], help: "Answers per operation and HTTP status."
-                    ))
+                let made = Operation(registry: serial, id: op.id, statuses: op.statuses.sorted())
                 known[op.id] = made
                 op.metrics.storeIfNil(made)
             }
@@ -92,8 +102,8 @@ public final class APIMetrics: Sendable {
             guard let known = operations.withLock({ $0[op.id] }) else { return }
             m = known
         }
-        m.duration.record(duration)
-        (m.statuses.first { $0.0 == status }?.1 ?? m.other).increment()
+        let (seconds, attoseconds) = duration.components
+        m.record(status: status, nanoseconds: Int(seconds) &* 1_000_000_000 &+ Int(attoseconds / 1_000_000_000))
     }
 
     func rejected(policy: String) {
@@ -107,10 +117,47 @@ public final class APIMetrics: Sendable {
         counter.increment()
     }
 
-    /// The exposition text, after ``beforeScrape``.
+    /// The exposition text, after ``beforeScrape``: the registry's metrics, then the
+    /// per-request ones kept here.
     public func scrape() async -> [UInt8] {
         await beforeScrape()
-        return registry.emitToBuffer()
+        var out = registry.emitToBuffer()
+        let ops = operations.withLock { $0.values.sorted { $0.id < $1.id } }
+        Self.render(ops, inFlight: inFlight.load(ordering: .relaxed), into: &out)
+        return out
+    }
+
+    static let durationName = "sitrep_http_request_duration_seconds"
+    static let answersName = "sitrep_http_requests_total"
+    static let inFlightName = "sitrep_http_requests_in_flight"
+
+    /// The per-request metrics in the text exposition format, as the Prometheus library writes
+    /// its own (one `# HELP` and `# TYPE` per family; cumulative `le` buckets, `+Inf`, `_sum` and
+    /// `_count`; bounds and sums in seconds).
+    static func render(_ ops: [Operation], inFlight: Int, into out: inout [UInt8]) {
+        func line(_ s: String) { out.append(contentsOf: s.utf8) }
+        line("# HELP \(answersName) Answers per operation and HTTP status.\n# TYPE \(answersName) counter\n")
+        for op in ops {
+            for (slot, status) in op.statuses.enumerated() {
+                line("\(answersName){operation=\"\(op.id)\",status=\"\(status)\"} \(op.answers[slot].load(ordering: .relaxed))\n")
+            }
+            line("\(answersName){operation=\"\(op.id)\",status=\"other\"} \(op.answers[op.statuses.count].load(ordering: .relaxed))\n")
+        }
+        line("# HELP \(durationName) Time from the request's arrival to its answer, per operation.\n# TYPE \(durationName) histogram\n")
+        for op in ops {
+            var count = 0
+            for bucket in 0..<bounds.count {
+                count += op.latencies[bucket].load(ordering: .relaxed)
+                let le = Duration.nanoseconds(bounds[bucket]).bucketRepresentation
+                line("\(durationName)_bucket{operation=\"\(op.id)\",le=\"\(le)\"} \(count)\n")
+            }
+            count += op.latencies[bounds.count].load(ordering: .relaxed)
+            line("\(durationName)_bucket{operation=\"\(op.id)\",le=\"+Inf\"} \(count)\n")
+            let sum = Duration.nanoseconds(op.nanoseconds.load(ordering: .relaxed)).bucketRepresentation
+            line("\(durationName)_sum{operation=\"\(op.id)\"} \(sum)\n")
+            line("\(durationName)_count{operation=\"\(op.id)\"} \(count)\n")
+        }
+        line("# HELP \(inFlightName) Requests being handled now.\n# TYPE \(inFlightName) gauge\n\(inFlightName) \(inFlight)\n")
     }
 }
 

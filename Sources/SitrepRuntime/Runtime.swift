@@ -210,7 +210,7 @@ public struct APIRuntime: Sendable {
         // One clock read on each side serves the metrics and the access log.
         let logs = SitrepMiddleware.logsAccess(context.logger)
         let start = logs || metrics != nil ? Monotonic.now : nil
-        metrics?.inFlight.increment()
+        metrics?.inFlight.wrappingAdd(1, ordering: .relaxed)
         var response: Response
         if let tracer {
             response = await SitrepMiddleware.traced(tracer, request, context: context, requestId: requestId, facts: facts) {
@@ -223,7 +223,7 @@ public struct APIRuntime: Sendable {
                 await answer(op, request: request, context: context, requestId: requestId, facts: facts, run)
             }
         }
-        metrics?.inFlight.decrement()
+        metrics?.inFlight.wrappingSubtract(1, ordering: .relaxed)
         // Appended, not set: nothing before this names the header.
         response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         if let start {
@@ -244,9 +244,9 @@ public struct APIRuntime: Sendable {
             return await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         }
         let start = Monotonic.now
-        metrics.inFlight.increment()
+        metrics.inFlight.wrappingAdd(1, ordering: .relaxed)
         let response = await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
-        metrics.inFlight.decrement()
+        metrics.inFlight.wrappingSubtract(1, ordering: .relaxed)
         metrics.record(op, status: Int(response.status.code), duration: Monotonic.now - start)
         return response
     }
