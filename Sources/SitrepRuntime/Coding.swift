@@ -54,10 +54,14 @@ public struct Encoded<T: JSONEncodable>: Sendable {
     public let buffer: ByteBuffer
     /// The ETag, and the header fields of a JSON answer carrying these bytes (`Content-Type`,
     /// `ETag`), built once.
+    @usableFromInline
     let tagged: Tagged
 
+    @usableFromInline
     final class Tagged: Sendable {
+        @usableFromInline
         let etag: String
+        @usableFromInline
         let fields: HTTPFields
         init(etag: String) {
             self.etag = etag

@@ -271,6 +271,7 @@ public struct EncodedResponse: Sendable {
     /// An answer whose body is held in a buffer, made in one step: setting ``sharedBody`` (and
     /// ``fields``) on an answer made first cost the generic encoders two copies and two
     /// destructions of the whole answer per request (a retain or release of each reference).
+    @usableFromInline
     init(status: Int, headers: [(HTTPField.Name, String)], contentType: String, sharedBody: ByteBuffer, fields: HTTPFields? = nil) {
         self.status = status
         self.headers = headers
@@ -283,6 +284,11 @@ public struct EncodedResponse: Sendable {
     /// A JSON body encoded ahead of time, sent with its ETag and `headers`; in test builds
     /// (`validate`) it is parsed back and decoded as `T`, as ``json(_:_:headers:contentType:validate:)``
     /// does. With no other header, the ``Encoded``'s prebuilt fields are sent.
+    ///
+    /// Inlinable, as is the other `json`, so the generated encoders get a copy specialised for
+    /// their `T`: the unspecialised generic function returned the answer through an outlined
+    /// copy (five retains and as many releases per answer).
+    @inlinable
     public static func json<T: JSONEncodable & JSONDecodable>(
         _ status: Int, _ value: Encoded<T>, headers: [(HTTPField.Name, String)] = [], validate: Bool
     ) throws -> EncodedResponse {
@@ -301,6 +307,7 @@ public struct EncodedResponse: Sendable {
 
     /// A JSON body; in test builds (`validate`), the bytes are parsed back and decoded as `T`
     /// so a handler whose output breaks its schema fails loudly.
+    @inlinable
     public static func json<T: JSONEncodable & JSONDecodable>(
         _ status: Int, _ value: T, headers: [(HTTPField.Name, String)] = [], contentType: String = "application/json", validate: Bool
     ) throws -> EncodedResponse {
