@@ -41,7 +41,7 @@ extension SitrepHandlers {
     static func writeSignal(_ row: PostgresRow, to w: inout JSONWriter) throws -> (id: UUID, version: Int) {
         var cells = row.makeIterator()
         guard let cell = cells.next(), cells.next() == nil else { throw RowShapeError() }
-        return try RecordFields.read(cell) { f in
+        return try RecordFields.read(cell, formatLabel: .unreliable) { f in
             func string(_ bytes: UnsafeRawBufferPointer?, nullable: Bool = false) throws {
                 if let bytes {
                     w.string(utf8: bytes)
@@ -106,21 +106,27 @@ extension SitrepHandlers {
 
     /// An unfiltered page (`limit + 1` rows asked for: the last only says there is more) written
     /// as `SignalPage` JSON, and its ETag, named by its rows' ids and versions and the cursor.
-    static func writePage<Rows: AsyncSequence>(_ rows: Rows, limit: Int) async throws -> SignalPageCache.Page
-    where Rows.Element == PostgresRow {
-        var w = JSONWriter(capacity: 32 * 1024)
-        var name = PageName(capacity: limit)
-        w.raw("{\"items\":[")
-        var count = 0
-        var last: UUID?
-        var more = false
-        // `next()` rather than `for try await`, which calls `next(isolation:)`: postgres-nio's
-        // row sequence answers that one by hopping through `next()` anyway, a frame more a row.
-        var iterator = rows.makeAsyncIterator()
-        while let row = try await iterator.next() {
+    /// Writes a page from the rows of a page statement as they arrive, on the connection's event
+    /// loop (``RowCallbackStatements``): `limit` items, then the cursor of the last if a row past
+    /// them came (`limit + 1` asked for).
+    final class PageWriter: RowConsumer {
+        private var w = JSONWriter(capacity: 32 * 1024)
+        private var name: PageName
+        private let limit: Int
+        private var count = 0
+        private var last: UUID?
+        private var more = false
+
+        init(limit: Int) {
+            self.limit = limit
+            name = PageName(capacity: limit)
+            w.raw("{\"items\":[")
+        }
+
+        func consume(_ row: PostgresRow) throws {
             if count == limit {
                 more = true
-                continue
+                return
             }
             if count > 0 { w.raw(",") }
             let (id, version) = try writeSignal(row, to: &w)
@@ -128,11 +134,14 @@ extension SitrepHandlers {
             last = id
             count += 1
         }
-        let next = more ? last.map(Cursor.encode) : nil
-        w.raw("],\"nextCursor\":")
-        if let next { w.string(next) } else { w.null() }
-        w.raw("}")
-        return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w, etag: name.etag(next: next)))
+
+        func finish() -> SignalPageCache.Page {
+            let next = more ? last.map(Cursor.encode) : nil
+            w.raw("],\"nextCursor\":")
+            if let next { w.string(next) } else { w.null() }
+            w.raw("}")
+            return SignalPageCache.Page(body: Encoded(writtenAs: SignalPage.self, by: w, etag: name.etag(next: next)))
+        }
     }
 
     /// What a signal list page's ETag names: its rows' ids and versions, then its cursor. The same
@@ -164,76 +173,44 @@ extension SitrepHandlers {
         }
     }
 
-    /// The newest signals, optionally strictly after a cursor row: the unfiltered list page, the
-    /// dashboard's polling path, as named prepared statements (parsed and planned once per
-    /// connection), one pair per ``PageRows`` size.
-    struct LatestSignals<Rows: PageRows>: PostgresPreparedStatement {
-        static var name: String { Rows.latestName }
-        static var sql: String { "SELECT \(signalRecord) FROM signals ORDER BY published_at DESC, id DESC LIMIT \(Rows.count)" }
-        static var bindingDataTypes: [PostgresDataType] { [] }
-        func makeBindings() throws -> PostgresBindings { PostgresBindings() }
-        /// Rows as they come: the page is written from them (``writeSignal(_:to:)``).
-        func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
-    }
+    /// The newest signals, optionally strictly after a cursor row: the unfiltered list page and
+    /// the dashboard's polling path. Each page size has its own statement with its LIMIT written
+    /// in, prepared once per connection (``RowCallbackStatements``).
+    ///
+    /// PostgreSQL plans a statement whose LIMIT is a parameter again on every execution: its
+    /// generic plan guesses a tenth of the table for the LIMIT, so it never looks as cheap as a
+    /// custom plan, and that planning was a sixth of the backend's time on this page. With the
+    /// LIMIT written in, the plan is made once per connection. A page of `limit` items needs
+    /// `limit + 1` rows (the last says there is more); it takes the smallest size that holds them
+    /// and skips the rows past them.
+    static let pageRowCounts = [11, 26, 51, 76, 101, 151, 201]
 
-    struct LatestSignalsAfter<Rows: PageRows>: PostgresPreparedStatement {
-        static var name: String { Rows.afterName }
-        static var sql: String {
-            """
-            SELECT \(signalRecord) FROM signals
-            WHERE (published_at, id) < (SELECT published_at, id FROM signals WHERE id = $1)
-            ORDER BY published_at DESC, id DESC LIMIT \(Rows.count)
-            """
-        }
-        static var bindingDataTypes: [PostgresDataType] { [.uuid] }
-        let after: UUID
-        func makeBindings() throws -> PostgresBindings { try SitrepHandlers.binds(after) }
-        func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
+    static let latestSQL = pageRowCounts.map { rows in
+        "SELECT \(signalRecord) FROM signals ORDER BY published_at DESC, id DESC LIMIT \(rows)"
     }
-
-    /// How many rows a page statement asks for, written into its SQL. PostgreSQL plans a statement
-    /// whose LIMIT is a parameter again on every execution: its generic plan guesses a tenth of
-    /// the table for the LIMIT, so it never looks as cheap as a custom plan, and that planning was
-    /// a sixth of the backend's time on this page. With the LIMIT written in, the plan is made once
-    /// per connection. A page of `limit` items needs `limit + 1` rows (the last says there is
-    /// more); it takes the smallest size that holds them and skips the rows past them.
-    /// The names are given rather than postgres-nio's default `String(reflecting: Self.self)`,
-    /// which is worked out again on every execution (~11k instructions a page).
-    protocol PageRows {
-        static var count: Int { get }
-        static var latestName: String { get }
-        static var afterName: String { get }
+    static let latestAfterSQL = pageRowCounts.map { rows in
+        """
+        SELECT \(signalRecord) FROM signals
+        WHERE (published_at, id) < (SELECT published_at, id FROM signals WHERE id = $1)
+        ORDER BY published_at DESC, id DESC LIMIT \(rows)
+        """
     }
-    enum Rows11: PageRows { static let count = 11, latestName = "Handlers.LatestSignals.11", afterName = "Handlers.LatestSignalsAfter.11" }
-    enum Rows26: PageRows { static let count = 26, latestName = "Handlers.LatestSignals.26", afterName = "Handlers.LatestSignalsAfter.26" }
-    enum Rows51: PageRows { static let count = 51, latestName = "Handlers.LatestSignals.51", afterName = "Handlers.LatestSignalsAfter.51" }
-    enum Rows76: PageRows { static let count = 76, latestName = "Handlers.LatestSignals.76", afterName = "Handlers.LatestSignalsAfter.76" }
-    enum Rows101: PageRows { static let count = 101, latestName = "Handlers.LatestSignals.101", afterName = "Handlers.LatestSignalsAfter.101" }
-    enum Rows151: PageRows { static let count = 151, latestName = "Handlers.LatestSignals.151", afterName = "Handlers.LatestSignalsAfter.151" }
-    enum Rows201: PageRows { static let count = 201, latestName = "Handlers.LatestSignals.201", afterName = "Handlers.LatestSignalsAfter.201" }
 
     /// The unfiltered page of `limit` items (1–200), after `after` when given.
-    static func latestPage(_ db: PostgresClient, limit: Int, after: UUID?, logger: Logger) async throws -> SignalPageCache.Page {
-        switch limit + 1 {
-        case ...Rows11.count: try await latestPage(Rows11.self, db, limit: limit, after: after, logger: logger)
-        case ...Rows26.count: try await latestPage(Rows26.self, db, limit: limit, after: after, logger: logger)
-        case ...Rows51.count: try await latestPage(Rows51.self, db, limit: limit, after: after, logger: logger)
-        case ...Rows76.count: try await latestPage(Rows76.self, db, limit: limit, after: after, logger: logger)
-        case ...Rows101.count: try await latestPage(Rows101.self, db, limit: limit, after: after, logger: logger)
-        case ...Rows151.count: try await latestPage(Rows151.self, db, limit: limit, after: after, logger: logger)
-        case ...Rows201.count: try await latestPage(Rows201.self, db, limit: limit, after: after, logger: logger)
-        default: throw PageSizeError(limit: limit)
+    static func latestPage(
+        _ db: PostgresClient, _ statements: RowCallbackStatements, limit: Int, after: UUID?, logger: Logger
+    ) async throws -> SignalPageCache.Page {
+        guard let size = pageRowCounts.firstIndex(where: { $0 >= limit + 1 }) else { throw PageSizeError(limit: limit) }
+        return try await db.withConnection { connection in
+            if let after {
+                return try await statements.execute(
+                    latestAfterSQL[size], binds: [PostgresData(uuid: after)], on: connection, into: PageWriter(limit: limit))
+            }
+            return try await statements.execute(latestSQL[size], on: connection, into: PageWriter(limit: limit))
         }
     }
 
-    static func latestPage<Rows: PageRows>(
-        _: Rows.Type, _ db: PostgresClient, limit: Int, after: UUID?, logger: Logger
-    ) async throws -> SignalPageCache.Page {
-        if let after { return try await writePage(db.execute(LatestSignalsAfter<Rows>(after: after), logger: logger), limit: limit) }
-        return try await writePage(db.execute(LatestSignals<Rows>(), logger: logger), limit: limit)
-    }
-
-    /// A page larger than the largest ``PageRows`` size: the spec caps `limit` at 200, so the
+    /// A page larger than the largest of ``pageRowCounts``: the spec caps `limit` at 200, so the
     /// generated input check refuses it first; reaching this is a bug.
     struct PageSizeError: Error, CustomStringConvertible {
         let limit: Int
@@ -390,7 +367,7 @@ extension SitrepHandlers {
         }
         if !filtered {
             let page = try await database {
-                try await Self.latestPage(db, limit: input.limit, after: after, logger: context.logger)
+                try await Self.latestPage(db, pageStatements, limit: input.limit, after: after, logger: context.logger)
             }
             if let mark { signalPages.store(page, for: key, mark: mark) }
             if ConditionalRequest.ifNoneMatch(input.ifNoneMatch, matches: page.etag) { return .notModified(etag: page.etag) }

@@ -5,6 +5,7 @@ import Logging
 import PostgresNIO
 import Redis
 import SitrepRuntime
+import Storage
 
 /// The handwritten implementation of the generated protocols: domain rules over PostgreSQL and
 /// Redis. Handlers never see raw HTTP; the generated router decoded and authorised the call.
@@ -23,6 +24,8 @@ public struct SitrepHandlers: SitrepAPI {
     let twilioWebhook: TwilioWebhookSettings?
     /// Unfiltered signal pages kept while nothing changed (``SignalPageCache``).
     let signalPages: SignalPageCache
+    /// The unfiltered page's statements, prepared per connection (``latestPage(_:_:limit:after:logger:)``).
+    let pageStatements = RowCallbackStatements()
     /// Treasury uploads this instance takes at a time.
     let uploadSlots: UploadSlots
     /// How long one database operation may take before the request is answered 503.

@@ -192,6 +192,8 @@ func databaseUnbounded<T>(_ body: () async throws -> T) async throws -> T {
         throw DatabaseUnavailable(underlying: "no answer within the deadline")
     } catch let e as PSQLError where e.isConnectionFailure {
         throw DatabaseUnavailable(underlying: "\(e.code)")
+    } catch let e as RowCallbackStatements.ConnectionLost {
+        throw DatabaseUnavailable(underlying: e.description)
     } catch let e as PostgresTransactionError {
         if let inner = (e.beginError ?? e.closureError ?? e.commitError) as? PSQLError, inner.isConnectionFailure {
             throw DatabaseUnavailable(underlying: "\(inner.code)")
@@ -362,6 +364,8 @@ enum BinaryTextArray {
 /// disagree: a bug, answered 500). The fields are valid only inside the closure that lent the
 /// bytes.
 struct RecordFields {
+    enum FormatLabel { case checked, unreliable }
+
     private let bytes: UnsafeRawBufferPointer
     private var offset = 4
     private var left: Int
@@ -375,8 +379,18 @@ struct RecordFields {
     }
 
     /// Calls `body` with the fields of the composite in `cell` (binary, type `record`).
-    static func read<T>(_ cell: PostgresCell, _ body: (inout RecordFields) throws -> T) throws -> T {
-        guard cell.format == .binary, cell.dataType == .record, let bytes = cell.bytes else { throw RowShapeError() }
+    ///
+    /// `formatLabel: .unreliable` reads the cell's bytes as binary whatever format its column
+    /// is labelled with: for rows from ``RowCallbackStatements``, whose columns postgres-nio
+    /// labels `.text` though it asked for (and got) every column in binary. A cell that really
+    /// were text would start with `(`, which reads as a field count of over 671 million, and
+    /// fails like any other malformed composite.
+    static func read<T>(
+        _ cell: PostgresCell, formatLabel: FormatLabel = .checked, _ body: (inout RecordFields) throws -> T
+    ) throws -> T {
+        guard formatLabel == .unreliable || cell.format == .binary, cell.dataType == .record, let bytes = cell.bytes else {
+            throw RowShapeError()
+        }
         return try bytes.withUnsafeReadableBytes { raw in
             var fields = try RecordFields(raw)
             let value = try body(&fields)

@@ -164,4 +164,26 @@ struct RecordFieldsTests {
         #expect(throws: RowShapeError.self) { try RecordFields.read(cell(bytes, .record, .text)) { _ in } }
         #expect(throws: RowShapeError.self) { try RecordFields.read(cell(nil)) { _ in } }
     }
+
+    /// With the label marked unreliable (rows from `RowCallbackStatements`), binary bytes
+    /// labelled text are read as what they are, and a composite that really is text (its text
+    /// form, `(a,b)`) is refused rather than misread.
+    @Test func anUnreliableLabelReadsBinaryAndRefusesText() throws {
+        let bytes = Self.record([(.text, Array("a".utf8)), (.text, Array("b".utf8))])
+        func cell(_ bytes: [UInt8]?, _ type: PostgresDataType = .record) -> PostgresCell {
+            PostgresCell(bytes: bytes.map { ByteBuffer(bytes: $0) }, dataType: type, format: .text, columnName: "row", columnIndex: 0)
+        }
+        let both = try RecordFields.read(cell(bytes), formatLabel: .unreliable) { f in
+            try [f.text(), f.text()].map { String(decoding: $0!, as: UTF8.self) }
+        }
+        #expect(both == ["a", "b"])
+        for text in ["(a,b)", "()", "(,)", "(\"a\",b)"] {
+            #expect(throws: RowShapeError.self) {
+                try RecordFields.read(cell(Array(text.utf8)), formatLabel: .unreliable) { f in
+                    _ = try [f.text(), f.text()]
+                }
+            }
+        }
+        #expect(throws: RowShapeError.self) { try RecordFields.read(cell(bytes, .text), formatLabel: .unreliable) { _ in } }
+    }
 }

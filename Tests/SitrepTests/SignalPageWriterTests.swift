@@ -6,6 +6,7 @@ import HummingbirdTesting
 import Logging
 import PostgresNIO
 import SitrepRuntime
+import Storage
 import Testing
 
 @testable import Handlers
@@ -76,18 +77,21 @@ import Testing
         }
     }
 
-    /// Every page size has its statement (the LIMIT written in, rounded up to a ``PageRows``
-    /// size); a page past the largest is a bug, refused rather than cut short.
+    /// Every page size has its statement (the LIMIT written in, rounded up to one of
+    /// ``SitrepHandlers/pageRowCounts``); a page past the largest is a bug, refused rather than
+    /// cut short.
     @Test func everyLimitHasAStatementAndNoneBeyondTheLargest() async throws {
         try await SitrepHarness.with { _, h in
             try await Self.insertTrickyRows(h.db.client)
+            let statements = RowCallbackStatements()
             for limit in [1, 10, 11, 25, 26, 50, 51, 75, 76, 100, 101, 150, 151, 199, 200] {
-                let page = try await SitrepHandlers.latestPage(h.db.client, limit: limit, after: nil, logger: Logger(label: "sitrep.test"))
+                let page = try await SitrepHandlers.latestPage(
+                    h.db.client, statements, limit: limit, after: nil, logger: Logger(label: "sitrep.test"))
                 let want = try await Self.expected(h.db.client, limit: limit, after: nil).bytes
                 #expect(page.body.buffer.readableBytesView.elementsEqual(want), "limit \(limit)")
             }
             await #expect(throws: SitrepHandlers.PageSizeError.self) {
-                _ = try await SitrepHandlers.latestPage(h.db.client, limit: 201, after: nil, logger: Logger(label: "sitrep.test"))
+                _ = try await SitrepHandlers.latestPage(h.db.client, statements, limit: 201, after: nil, logger: Logger(label: "sitrep.test"))
             }
         }
     }

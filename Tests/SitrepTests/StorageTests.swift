@@ -746,3 +746,141 @@ struct AuditChainTests {
         }
     }
 }
+
+// MARK: - RowCallbackStatements (needs PostgreSQL)
+
+@Suite("RowCallbackStatements", .enabled(if: TestDatabase.isConfigured))
+struct RowCallbackStatementsTests {
+    struct Refused: Error {}
+
+    /// Collects an `int8` column, read as binary whatever the cell's label says; refuses the
+    /// row numbered `refuseAt` (from 0).
+    final class Collect: RowConsumer {
+        var values: [Int64] = []
+        var labels: Set<PostgresFormat> = []
+        let refuseAt: Int?
+        init(refuseAt: Int? = nil) { self.refuseAt = refuseAt }
+        func consume(_ row: PostgresRow) throws {
+            if values.count == refuseAt { throw Refused() }
+            guard row.count == 1, let cell = row.first, var bytes = cell.bytes, bytes.readableBytes == 8,
+                let value = bytes.readInteger(as: Int64.self)
+            else { throw Refused() }
+            labels.insert(cell.format)
+            values.append(value)
+        }
+        func finish() -> ([Int64], Set<PostgresFormat>) { (values, labels) }
+    }
+
+    static let series = "SELECT i * 1000003 FROM generate_series(1::int8, $1::int8) AS i"
+
+    /// Thousands of rows (several reads off the socket) arrive whole and in order, as binary
+    /// `int8`s: eight bytes each, though postgres-nio labels them `.text`. If a postgres-nio
+    /// release labels them truly, the label check here is what changes, not the values.
+    @Test func rowsArriveInOrderAsBinaryValues() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let statements = RowCallbackStatements()
+            let (values, labels) = try await db.client.withConnection { conn in
+                try await statements.execute(Self.series, binds: [PostgresData(int64: 5000)], on: conn, into: Collect())
+            }
+            #expect(values == (1...5000).map { Int64($0) * 1000003 })
+            #expect(labels == [.text])
+            let none = try await db.client.withConnection { conn in
+                try await statements.execute(Self.series, binds: [PostgresData(int64: 0)], on: conn, into: Collect())
+            }
+            #expect(none.0.isEmpty)
+        }
+    }
+
+    /// A statement is prepared once per connection, however often it runs there.
+    @Test func preparedOncePerConnection() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let statements = RowCallbackStatements()
+            let prepared = try await db.client.withConnection { conn in
+                for n in [3, 1, 2] {
+                    let (values, _) = try await statements.execute(Self.series, binds: [PostgresData(int64: Int64(n))], on: conn, into: Collect())
+                    #expect(values.count == n)
+                }
+                let rows = try await conn.query(
+                    "SELECT count(*)::int8 FROM pg_prepared_statements WHERE statement = \(Self.series)", logger: TestDatabase.logger)
+                var count: Int64 = -1
+                for try await (c) in rows.decode(Int64.self) { count = c }
+                return count
+            }
+            #expect(prepared == 1)
+            #expect(statements.connectionCount == 1)
+        }
+    }
+
+    /// A row the consumer refuses fails the call with the consumer's error; the rest of the
+    /// result is dropped and the same connection answers the next call whole.
+    @Test func aRefusedRowFailsTheCallAndTheConnectionGoesOn() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let statements = RowCallbackStatements()
+            try await db.client.withConnection { conn in
+                await #expect(throws: Refused.self) {
+                    _ = try await statements.execute(Self.series, binds: [PostgresData(int64: 5000)], on: conn, into: Collect(refuseAt: 10))
+                }
+                // Refused in the first batch of rows and in a later one.
+                await #expect(throws: Refused.self) {
+                    _ = try await statements.execute(Self.series, binds: [PostgresData(int64: 5000)], on: conn, into: Collect(refuseAt: 4000))
+                }
+                let (values, _) = try await statements.execute(Self.series, binds: [PostgresData(int64: 5000)], on: conn, into: Collect())
+                #expect(values.count == 5000)
+            }
+        }
+    }
+
+    /// SQL PostgreSQL refuses fails the call with PostgreSQL's error (and prepares nothing to
+    /// keep); an error while running does too, and is not taken for a lost connection.
+    @Test func refusedSQLFails() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let statements = RowCallbackStatements()
+            await #expect(throws: PostgresError.self) {
+                _ = try await db.client.withConnection { conn in
+                    try await statements.execute("SELECT 1 / ($1::int8 - 1)", binds: [PostgresData(int64: 1)], on: conn, into: Collect())
+                }
+            }
+            await #expect(throws: PostgresError.self) {
+                _ = try await db.client.withConnection { conn in
+                    try await statements.execute("SELECT nonsense FROM nowhere", on: conn, into: Collect())
+                }
+            }
+            #expect(statements.connectionCount == 1)
+        }
+    }
+
+    /// The server ending the connection under a call (an administrator's
+    /// `pg_terminate_backend`, SQLSTATE 57P01) is a lost connection, not a failed statement.
+    @Test func aTerminatedBackendIsALostConnection() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let statements = RowCallbackStatements()
+            await #expect(throws: RowCallbackStatements.ConnectionLost.self) {
+                _ = try await db.client.withConnection { conn in
+                    try await statements.execute(
+                        "SELECT pg_terminate_backend(pg_backend_pid())::int::int8 FROM generate_series(1::int8, $1::int8)",
+                        binds: [PostgresData(int64: 1)], on: conn, into: Collect())
+                }
+            }
+        }
+    }
+
+    /// A closed connection's statements are dropped when another connection comes along.
+    @Test func closedConnectionsAreForgotten() async throws {
+        try await TestDatabase.with(migrate: false) { db in
+            let statements = RowCallbackStatements()
+            let c = db.configuration
+            let own = try await PostgresConnection.connect(
+                configuration: .init(
+                    host: c.host ?? "127.0.0.1", port: c.port ?? 5432, username: c.username, password: c.password, database: c.database, tls: .disable
+                ),
+                id: 1, logger: TestDatabase.logger)
+            _ = try await statements.execute(Self.series, binds: [PostgresData(int64: 1)], on: own, into: Collect())
+            #expect(statements.connectionCount == 1)
+            try await own.close()
+            _ = try await db.client.withConnection { conn in
+                try await statements.execute(Self.series, binds: [PostgresData(int64: 1)], on: conn, into: Collect())
+            }
+            #expect(statements.connectionCount == 1)
+        }
+    }
+}
