@@ -211,9 +211,23 @@ extension HTTPFields {
 /// A response ready for the wire: what generated `Output` enums encode into.
 public struct EncodedResponse: Sendable {
     public var status: Int
+    /// The answer's header fields besides `Content-Type`: an ``Encoded`` body's ETag first, then
+    /// the rest.
     public var headers: [(HTTPField.Name, String)] {
-        didSet { fields = nil }
+        get { etag.map { [(.eTag, $0)] + otherHeaders } ?? otherHeaders }
+        set {
+            otherHeaders = newValue
+            etag = nil
+            fields = nil
+        }
     }
+    /// ``headers`` after the ETag. The two are kept apart, and ``headers`` made only when read,
+    /// so that an answer sent with an ``Encoded``'s prebuilt fields (a cached dashboard or list
+    /// page) makes no array: that was an allocation, two generic metadata lookups and a
+    /// retain and release of the tag per answer.
+    @usableFromInline var otherHeaders: [(HTTPField.Name, String)]
+    /// An ``Encoded`` body's ETag, the first of ``headers``; nil otherwise.
+    @usableFromInline var etag: String?
     public var contentType: String? {
         didSet { fields = nil }
     }
@@ -263,7 +277,7 @@ public struct EncodedResponse: Sendable {
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String? = nil, body: [UInt8] = []) {
         self.status = status
-        self.headers = headers
+        self.otherHeaders = headers
         self.contentType = contentType
         self.bytes = body
     }
@@ -272,9 +286,13 @@ public struct EncodedResponse: Sendable {
     /// ``fields``) on an answer made first cost the generic encoders two copies and two
     /// destructions of the whole answer per request (a retain or release of each reference).
     @usableFromInline
-    init(status: Int, headers: [(HTTPField.Name, String)], contentType: String, sharedBody: ByteBuffer, fields: HTTPFields? = nil) {
+    init(
+        status: Int, etag: String? = nil, headers: [(HTTPField.Name, String)], contentType: String, sharedBody: ByteBuffer,
+        fields: HTTPFields? = nil
+    ) {
         self.status = status
-        self.headers = headers
+        self.etag = etag
+        self.otherHeaders = headers
         self.contentType = contentType
         self.bytes = []
         self.sharedBody = sharedBody
@@ -296,7 +314,7 @@ public struct EncodedResponse: Sendable {
             try ResponseValidation.check(T.self, bytes: Array(buffer: value.buffer), status: status)
         }
         return EncodedResponse(
-            status: status, headers: [(.eTag, value.etag)] + headers, contentType: "application/json", sharedBody: value.buffer,
+            status: status, etag: value.etag, headers: headers, contentType: "application/json", sharedBody: value.buffer,
             fields: headers.isEmpty ? value.tagged.fields : nil)
     }
 
