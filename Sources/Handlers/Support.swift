@@ -69,10 +69,7 @@ extension PSQLError {
             .uncleanShutdown:
             return true
         default:
-            // The server went away mid-query: SQLSTATE class 08 (connection exception) or 57
-            // (operator intervention: admin_shutdown 57P01 on a fast shutdown, crash_shutdown,
-            // cannot_connect_now while it starts).
-            if let state = serverInfo?[.sqlState] { return state.hasPrefix("08") || state.hasPrefix("57P") }
+            if let state = serverInfo?[.sqlState] { return RowCallbackStatements.ConnectionLost.isConnectionLoss(sqlState: state) }
             return underlying != nil
         }
     }

@@ -87,7 +87,10 @@ public struct OperationContext: Sendable {
     /// For `x-idempotency` operations with a transactional store: the open transaction (a
     /// `PostgresConnection` in `sitrep serve`) the handler must write its effect in, so the
     /// effect commits together with the idempotency key. nil otherwise.
-    public internal(set) var transaction: (any Sendable)?
+    ///
+    /// Spelled `Optional<…>` and set by each initialiser: with the implicit nil of `…?` the
+    /// compiler built every context aside and copied it out (see ``EncodedResponse``).
+    public internal(set) var transaction: Optional<any Sendable>
 
     public init(operation: OperationInfo, principal: Principal?, requestId: String, clientAddress: String?, logger: Logger, receivedAt: Date = Date())
     {
@@ -97,6 +100,7 @@ public struct OperationContext: Sendable {
         self.peer = .given(clientAddress)
         self.logger = logger
         self.receivedAt = receivedAt
+        self.transaction = nil
     }
 
     init(operation: OperationInfo, principal: Principal?, requestId: String, connection: any Channel, logger: Logger) {
@@ -106,6 +110,7 @@ public struct OperationContext: Sendable {
         self.peer = .connection(connection)
         self.logger = logger
         self.receivedAt = Date()
+        self.transaction = nil
     }
 
     /// The caller, for operations that require authentication (always set there).
@@ -209,6 +214,11 @@ extension HTTPFields {
 }
 
 /// A response ready for the wire: what generated `Output` enums encode into.
+///
+/// Its optional stored properties are spelled `Optional<…>`, not `…?`: a stored `var x: T?`
+/// starts as nil before the initialiser runs, and with such defaults the compiler built each
+/// answer aside, then copied it out and destroyed the first (a retain and a release of every
+/// reference in it, per answer). Every initialiser sets them all instead.
 public struct EncodedResponse: Sendable {
     public var status: Int
     /// The answer's header fields besides `Content-Type`: an ``Encoded`` body's ETag first, then
@@ -227,8 +237,8 @@ public struct EncodedResponse: Sendable {
     /// retain and release of the tag per answer.
     @usableFromInline var otherHeaders: [(HTTPField.Name, String)]
     /// An ``Encoded`` body's ETag, the first of ``headers``; nil otherwise.
-    @usableFromInline var etag: String?
-    public var contentType: String? {
+    @usableFromInline var etag: Optional<String>
+    public var contentType: Optional<String> {
         didSet { fields = nil }
     }
     /// The body's bytes (empty for none). A body held in a buffer (a JSON answer's, or one shared
@@ -238,13 +248,14 @@ public struct EncodedResponse: Sendable {
         get { sharedBody.map { Array(buffer: $0) } ?? bytes }
         set {
             bytes = newValue
-            sharedBody = nil
+            storedSharedBody = nil
         }
     }
-    private var bytes: [UInt8]
+    @usableFromInline var bytes: [UInt8]
     /// The body as written by the encoder, or encoded once and shared by every answer that sends
     /// it (``Encoded``): written to the connection as it is, without a copy.
-    public private(set) var sharedBody: ByteBuffer?
+    public var sharedBody: ByteBuffer? { storedSharedBody }
+    @usableFromInline var storedSharedBody: Optional<ByteBuffer>
     /// Whether there is a body at all.
     public var hasBody: Bool { sharedBody.map { $0.readableBytes > 0 } ?? !bytes.isEmpty }
     /// A body written as it is produced (Server-Sent Events) instead of `body`.
@@ -260,12 +271,12 @@ public struct EncodedResponse: Sendable {
     }
     /// ``headers`` and ``contentType`` as HTTP fields, built once and shared (an ``Encoded`` body
     /// with its ETag); nil when they are built for this answer. Cleared when either changes.
-    private(set) var fields: HTTPFields?
+    @usableFromInline internal(set) var fields: Optional<HTTPFields>
     /// What few answers have, kept out of line so the usual answer is a few words to copy and
     /// destroy, not a ``Problem``'s dozen fields.
-    private var rare: Rare?
+    @usableFromInline var rare: Optional<Rare>
 
-    private final class Rare: Sendable {
+    @usableFromInline final class Rare: Sendable {
         let stream: EventStream?
         let problem: Problem?
         init?(stream: EventStream?, problem: Problem?) {
@@ -277,15 +288,19 @@ public struct EncodedResponse: Sendable {
 
     public init(status: Int, headers: [(HTTPField.Name, String)] = [], contentType: String? = nil, body: [UInt8] = []) {
         self.status = status
+        self.etag = nil
         self.otherHeaders = headers
         self.contentType = contentType
         self.bytes = body
+        self.storedSharedBody = nil
+        self.fields = nil
+        self.rare = nil
     }
 
     /// An answer whose body is held in a buffer, made in one step: setting ``sharedBody`` (and
     /// ``fields``) on an answer made first cost the generic encoders two copies and two
     /// destructions of the whole answer per request (a retain or release of each reference).
-    @usableFromInline
+    @inlinable
     init(
         status: Int, etag: String? = nil, headers: [(HTTPField.Name, String)], contentType: String, sharedBody: ByteBuffer,
         fields: HTTPFields? = nil
@@ -295,8 +310,9 @@ public struct EncodedResponse: Sendable {
         self.otherHeaders = headers
         self.contentType = contentType
         self.bytes = []
-        self.sharedBody = sharedBody
+        self.storedSharedBody = sharedBody
         self.fields = fields
+        self.rare = nil
     }
 
     /// A JSON body encoded ahead of time, sent with its ETag and `headers`; in test builds
