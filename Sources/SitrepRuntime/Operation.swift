@@ -248,14 +248,13 @@ public struct EncodedResponse: Sendable {
         get { sharedBody.map { Array(buffer: $0) } ?? bytes }
         set {
             bytes = newValue
-            storedSharedBody = nil
+            sharedBody = nil
         }
     }
-    @usableFromInline var bytes: [UInt8]
+    private var bytes: [UInt8]
     /// The body as written by the encoder, or encoded once and shared by every answer that sends
     /// it (``Encoded``): written to the connection as it is, without a copy.
-    public var sharedBody: ByteBuffer? { storedSharedBody }
-    @usableFromInline var storedSharedBody: Optional<ByteBuffer>
+    public private(set) var sharedBody: Optional<ByteBuffer>
     /// Whether there is a body at all.
     public var hasBody: Bool { sharedBody.map { $0.readableBytes > 0 } ?? !bytes.isEmpty }
     /// A body written as it is produced (Server-Sent Events) instead of `body`.
@@ -271,12 +270,12 @@ public struct EncodedResponse: Sendable {
     }
     /// ``headers`` and ``contentType`` as HTTP fields, built once and shared (an ``Encoded`` body
     /// with its ETag); nil when they are built for this answer. Cleared when either changes.
-    @usableFromInline internal(set) var fields: Optional<HTTPFields>
+    private(set) var fields: Optional<HTTPFields>
     /// What few answers have, kept out of line so the usual answer is a few words to copy and
     /// destroy, not a ``Problem``'s dozen fields.
-    @usableFromInline var rare: Optional<Rare>
+    private var rare: Optional<Rare>
 
-    @usableFromInline final class Rare: Sendable {
+    private final class Rare: Sendable {
         let stream: EventStream?
         let problem: Problem?
         init?(stream: EventStream?, problem: Problem?) {
@@ -292,7 +291,7 @@ public struct EncodedResponse: Sendable {
         self.otherHeaders = headers
         self.contentType = contentType
         self.bytes = body
-        self.storedSharedBody = nil
+        self.sharedBody = nil
         self.fields = nil
         self.rare = nil
     }
@@ -300,7 +299,7 @@ public struct EncodedResponse: Sendable {
     /// An answer whose body is held in a buffer, made in one step: setting ``sharedBody`` (and
     /// ``fields``) on an answer made first cost the generic encoders two copies and two
     /// destructions of the whole answer per request (a retain or release of each reference).
-    @inlinable
+    @usableFromInline
     init(
         status: Int, etag: String? = nil, headers: [(HTTPField.Name, String)], contentType: String, sharedBody: ByteBuffer,
         fields: HTTPFields? = nil
@@ -310,7 +309,7 @@ public struct EncodedResponse: Sendable {
         self.otherHeaders = headers
         self.contentType = contentType
         self.bytes = []
-        self.storedSharedBody = sharedBody
+        self.sharedBody = sharedBody
         self.fields = fields
         self.rare = nil
     }
