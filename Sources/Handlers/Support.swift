@@ -69,7 +69,7 @@ extension PSQLError {
             .uncleanShutdown:
             return true
         default:
-            if let state = serverInfo?[.sqlState] { return RowCallbackStatements.ConnectionLost.isConnectionLoss(sqlState: state) }
+            if let state = serverInfo?[.sqlState] { return SQLState.meansConnectionLost(state) }
             return underlying != nil
         }
     }

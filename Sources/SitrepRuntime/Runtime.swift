@@ -695,11 +695,13 @@ public struct APIRuntime: Sendable {
             return Response(status: HTTPResponse.Status(code: out.status), headers: fields, body: .init(byteBuffer: body))
         }
         var headers = HTTPFields()
+        // Read once: with an ETag kept apart, each read of `out.headers` makes the list anew.
+        let fieldsOut = out.headers
         // Room for these and the fields added on the way out (X-Request-ID, Date, Content-Length),
         // so the list never grows.
-        headers.reserveCapacity(out.headers.count + 4)
+        headers.reserveCapacity(fieldsOut.count + 4)
         if let ct = out.contentType { headers.append(ct == "application/json" ? jsonContentType : HTTPField(name: .contentType, value: ct)) }
-        for (n, v) in out.headers { headers.append(HTTPField(name: n, value: v)) }
+        for (n, v) in fieldsOut { headers.append(HTTPField(name: n, value: v)) }
         let status = HTTPResponse.Status(code: out.status)
         if let stream = out.stream {
             // Proxies (App Service's front end, nginx) must pass events through, not buffer them.

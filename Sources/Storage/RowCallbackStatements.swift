@@ -90,14 +90,6 @@ public final class RowCallbackStatements: Sendable {
     /// The connection under a call failed (closed, reset, or PostgreSQL shutting down).
     public struct ConnectionLost: Error, CustomStringConvertible {
         public let description: String
-
-        /// Whether PostgreSQL's error code says the server went away mid-query, not that the
-        /// statement failed: SQLSTATE class 08 (connection exception) or 57P (operator
-        /// intervention: admin_shutdown 57P01 on a fast shutdown, crash_shutdown,
-        /// cannot_connect_now while it starts).
-        public static func isConnectionLoss(sqlState: String) -> Bool {
-            sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
-        }
     }
 
     /// postgres-nio reports errors on this path (its `PostgresDatabase` API) as `PostgresError`s
@@ -112,7 +104,7 @@ public final class RowCallbackStatements: Sendable {
             case .protocol(let message) where message == "Unexpected connection close":
                 return ConnectionLost(description: message)
             case .server(let server):
-                if let state = server.fields[.sqlState], ConnectionLost.isConnectionLoss(sqlState: state) {
+                if let state = server.fields[.sqlState], SQLState.meansConnectionLost(state) {
                     return ConnectionLost(description: "server: SQLSTATE \(state)")
                 }
                 return error

@@ -52,11 +52,14 @@ struct DashboardCacheTests {
     }
 
     @Test func afterTheTTLTheLastSnapshotAnswersWhileOneRecomputationRuns() async throws {
-        let cache = DashboardCache(ttl: .milliseconds(50), staleLimit: .seconds(30))
+        // A TTL long enough that a busy machine (the whole suite runs in parallel on two cores)
+        // still sees the new snapshot while it is fresh: with 50 ms, a poll that slept longer
+        // than that missed it for good.
+        let cache = DashboardCache(ttl: .milliseconds(400), staleLimit: .seconds(30))
         let gate = Gate()
         let first = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 1))
         #expect(first.dashboard.signals.total == 1 && cache.fresh(viewerOnly: false) != nil)
-        try await Task.sleep(for: .milliseconds(60))
+        try await Task.sleep(for: .milliseconds(420))
         #expect(cache.fresh(viewerOnly: false) == nil)
 
         gate.open.store(false, ordering: .relaxed)
