@@ -1,3 +1,4 @@
+import Foundation
 import SitrepRuntime
 import Synchronization
 
@@ -47,7 +48,20 @@ final class VerifiedTokenCache: Sendable {
 
         static func fold(_ bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes(fold) }
 
-        static func == (a: Key, b: Key) -> Bool { a.token == b.token }
+        /// Byte for byte: a token is ASCII, and `Substring`'s `==` went through the string
+        /// library's general comparison (about 260 instructions for a typical token, a few dozen
+        /// as one `memcmp`).
+        static func == (a: Key, b: Key) -> Bool {
+            let x = a.token.utf8
+            let y = b.token.utf8
+            guard x.count == y.count else { return false }
+            let same = x.withContiguousStorageIfAvailable { p in
+                y.withContiguousStorageIfAvailable { q in
+                    p.isEmpty || memcmp(p.baseAddress!, q.baseAddress!, p.count) == 0
+                }
+            }
+            return (same ?? nil) ?? x.elementsEqual(y)
+        }
     }
 
     private struct State {

@@ -44,11 +44,8 @@ public struct JSONLogHandler: LogHandler {
         }
     }
 
-    public func log(
-        level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
-        let bytes = self.line(level: level, message: message, metadata: explicit, at: Date())
+    public func log(event: LogEvent) {
+        let bytes = self.line(level: event.level, message: event.message, metadata: event.metadata, at: Date())
         // One write(2) per line: lines from concurrent requests never interleave.
         bytes.withUnsafeBufferPointer { buf in
             _ = write(STDOUT_FILENO, buf.baseAddress, buf.count)

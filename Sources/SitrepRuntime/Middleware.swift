@@ -31,7 +31,7 @@ public struct SitrepMiddleware: RouterMiddleware {
         var context = context
         let requestId = Self.requestId(from: request.headers.value(of: .xRequestID))
         context.requestId = requestId
-        let start = Self.logsAccess(context.logger) ? Monotonic.now : nil
+        let start = Self.logsAccess(context.logger) ? Monotonic.nanoseconds : nil
         var response: Response
         // Log lines written while this request runs get its id, operation and principal from here
         // (``Logger/MetadataProvider/sitrepRequest``), not from copies of the logger's metadata.
@@ -66,7 +66,9 @@ public struct SitrepMiddleware: RouterMiddleware {
         response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         // HEAD: whatever answered (a GET route, a 404 or 405 problem), the headers without a body.
         if request.method == .head { response = response.createHeadResponse() }
-        if let start { Self.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: Monotonic.now - start) }
+        if let start {
+            Self.logAccess(context.logger, request: request, response: response, facts: facts, nanoseconds: Monotonic.nanoseconds &- start)
+        }
         return response
     }
 
@@ -75,9 +77,8 @@ public struct SitrepMiddleware: RouterMiddleware {
 
     /// The access-log line of one request: what every line of it carries (id, operation,
     /// principal), and the answer.
-    static func logAccess(_ logger: Logger, request: Request, response: Response, facts: RequestFacts, elapsed: Duration) {
-        let parts = elapsed.components
-        let ms = Double(parts.attoseconds) / 1e15 + Double(parts.seconds) * 1000
+    static func logAccess(_ logger: Logger, request: Request, response: Response, facts: RequestFacts, nanoseconds: Int) {
+        let ms = Double(nanoseconds) / 1e6
         var m = facts.logMetadata
         m["method"] = .string(request.method.rawValue)
         m["path"] = .string(request.uri.path)

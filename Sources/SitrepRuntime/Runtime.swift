@@ -209,7 +209,7 @@ public struct APIRuntime: Sendable {
         let facts = RequestFacts(requestId: requestId)
         // One clock read on each side serves the metrics and the access log.
         let logs = SitrepMiddleware.logsAccess(context.logger)
-        let start = logs || metrics != nil ? Monotonic.now : nil
+        let start = logs || metrics != nil ? Monotonic.nanoseconds : nil
         metrics?.inFlight.wrappingAdd(1, ordering: .relaxed)
         var response: Response
         if let tracer {
@@ -227,9 +227,9 @@ public struct APIRuntime: Sendable {
         // Appended, not set: nothing before this names the header.
         response.headers.append(HTTPField(name: .xRequestID, value: requestId))
         if let start {
-            let elapsed = Monotonic.now - start
-            metrics?.record(op, status: Int(response.status.code), duration: elapsed)
-            if logs { SitrepMiddleware.logAccess(context.logger, request: request, response: response, facts: facts, elapsed: elapsed) }
+            let elapsed = Monotonic.nanoseconds &- start
+            metrics?.record(op, status: Int(response.status.code), nanoseconds: elapsed)
+            if logs { SitrepMiddleware.logAccess(context.logger, request: request, response: response, facts: facts, nanoseconds: elapsed) }
         }
         return response
     }
@@ -243,11 +243,11 @@ public struct APIRuntime: Sendable {
         guard let metrics else {
             return await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         }
-        let start = Monotonic.now
+        let start = Monotonic.nanoseconds
         metrics.inFlight.wrappingAdd(1, ordering: .relaxed)
         let response = await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         metrics.inFlight.wrappingSubtract(1, ordering: .relaxed)
-        metrics.record(op, status: Int(response.status.code), duration: Monotonic.now - start)
+        metrics.record(op, status: Int(response.status.code), nanoseconds: Monotonic.nanoseconds &- start)
         return response
     }
 

@@ -4,6 +4,7 @@ import Hummingbird
 import JWTKit
 import Logging
 import SitrepRuntime
+import Synchronization
 import Testing
 
 @testable import Auth
@@ -140,6 +141,65 @@ struct VerifiedTokenCacheTests {
         // A slice of a longer header value finds the token it spells.
         let header = "Bearer header-a." + tail
         #expect(cache.lookup(header.dropFirst(7), now: now, skew: 0) == alice)
+    }
+
+    /// A cached token answers again and again while it holds, and never once it does not: past
+    /// its expiry, before its `nbf`, after a key-set change, or from another cache.
+    @Test func aCachedTokenAnswersOnlyWhileItHolds() async throws {
+        let now = Date().timeIntervalSince1970
+        let alice = Principal(id: "t:alice", tenantId: "t", objectId: "alice", roles: ["Sitrep.Admin"])
+        let cache = VerifiedTokenCache(capacity: 64)
+        cache.insert("token-a", .init(principal: alice, expiresAt: now + 60, notBefore: nil, generation: 0), now: now)
+        #expect(cache.lookup("token-a", now: now, skew: 0) == alice)
+        #expect(cache.lookup("token-a", now: now, skew: 0) == alice)
+        #expect(cache.lookup("token-a", now: now, skew: 0)?.roles == ["Sitrep.Admin"])
+        // Past its expiry it does not answer, and is dropped.
+        #expect(cache.lookup("token-a", now: now + 61, skew: 0) == nil)
+        #expect(cache.count == 0)
+        #expect(cache.lookup("token-a", now: now, skew: 0) == nil)
+
+        // Not yet valid: refused, and answered once it is (without being dropped meanwhile).
+        cache.insert("token-n", .init(principal: alice, expiresAt: now + 60, notBefore: now + 30, generation: 0), now: now)
+        #expect(cache.lookup("token-n", now: now + 31, skew: 0) == alice)
+        #expect(cache.lookup("token-n", now: now, skew: 0) == nil)
+        #expect(cache.lookup("token-n", now: now + 31, skew: 0) == alice)
+
+        // A key-set change: nothing cached before it answers any more.
+        cache.invalidate()
+        #expect(cache.lookup("token-n", now: now + 31, skew: 0) == nil)
+
+        // Another cache does not answer for this one.
+        let other = VerifiedTokenCache(capacity: 64)
+        cache.insert("token-b", .init(principal: alice, expiresAt: now + 60, notBefore: nil, generation: cache.generation), now: now)
+        #expect(cache.lookup("token-b", now: now, skew: 0) == alice)
+        #expect(other.lookup("token-b", now: now, skew: 0) == nil)
+        #expect(cache.lookup("token-b", now: now, skew: 0) == alice)
+    }
+
+    /// Many users' tokens looked up in turn from many tasks at once: each token finds its own
+    /// principal.
+    @Test func manyTokensFromManyThreadsEachFindTheirOwnPrincipal() async throws {
+        let now = Date().timeIntervalSince1970
+        let cache = VerifiedTokenCache(capacity: 256)
+        let users = (0..<12).map { "user-\($0)" }
+        for user in users {
+            let p = Principal(id: "t:\(user)", tenantId: "t", objectId: user, roles: ["Sitrep.Viewer"])
+            cache.insert("token-for-\(user)", .init(principal: p, expiresAt: now + 60, notBefore: nil, generation: 0), now: now)
+        }
+        let wrong = Atomic<Int>(0)
+        await withTaskGroup(of: Void.self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    for i in 0..<500 {
+                        let user = users[(i * (task + 1)) % users.count]
+                        if cache.lookup(Substring("token-for-\(user)"), now: now, skew: 0)?.objectId != user {
+                            wrong.wrappingAdd(1, ordering: .relaxed)
+                        }
+                    }
+                }
+            }
+        }
+        #expect(wrong.load(ordering: .relaxed) == 0)
     }
 }
 

@@ -124,4 +124,61 @@ struct DashboardCacheTests {
         #expect(a.dashboard.signals.total == 1 && b.dashboard.signals.total == 2)
         #expect(cache.fresh(viewerOnly: false) == nil)
     }
+
+    /// Many tasks at once get the snapshot's very bytes and tag, and the new snapshot once one is
+    /// made.
+    @Test func everyTaskSeesTheCurrentSnapshot() async throws {
+        let cache = DashboardCache(ttl: .seconds(30))
+        let first = try await cache.snapshot(viewerOnly: false) { Self.dashboard(total: 1) }
+        let bytes = Array(first.body.buffer.readableBytesView)
+        func everyoneSees(_ expected: DashboardCache.Snapshot) async -> Int {
+            let expectedBytes = Array(expected.body.buffer.readableBytesView)
+            let wrong = Atomic<Int>(0)
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        for _ in 0..<200 {
+                            guard let s = cache.fresh(viewerOnly: false), s.etag == expected.etag,
+                                Array(s.body.buffer.readableBytesView) == expectedBytes, s.body.etag == expected.body.etag
+                            else {
+                                wrong.wrappingAdd(1, ordering: .relaxed)
+                                continue
+                            }
+                        }
+                    }
+                }
+            }
+            return wrong.load(ordering: .relaxed)
+        }
+        #expect(await everyoneSees(first) == 0)
+        #expect(Array(first.body.buffer.readableBytesView) == bytes)
+        // Viewers have no snapshot yet: the other audience's does not answer for them.
+        #expect(cache.fresh(viewerOnly: true) == nil)
+
+        // A new snapshot (the old one aged past the TTL in a cache with a short one).
+        // 400 ms, so a busy machine still sees the first one while it is fresh.
+        let short = DashboardCache(ttl: .milliseconds(400), staleLimit: .seconds(30))
+        let old = try await short.snapshot(viewerOnly: false) { Self.dashboard(total: 1) }
+        #expect(short.fresh(viewerOnly: false)?.etag == old.etag)
+        try await Task.sleep(for: .milliseconds(420))
+        #expect(short.fresh(viewerOnly: false) == nil)
+        _ = try await short.snapshot(viewerOnly: false) { Self.dashboard(total: 2) }
+        try await Self.waitUntil("the new snapshot") { short.fresh(viewerOnly: false)?.dashboard.signals.total == 2 }
+        let new = try #require(short.fresh(viewerOnly: false))
+        #expect(new.etag != old.etag)
+    }
+
+    /// Two caches (two servers in one process): neither answers with the other's snapshot.
+    @Test func twoCachesKeepTheirOwnSnapshots() async throws {
+        let a = DashboardCache(ttl: .seconds(30))
+        let b = DashboardCache(ttl: .seconds(30))
+        _ = try await a.snapshot(viewerOnly: false) { Self.dashboard(total: 1) }
+        func both() -> (Int?, Int?) {
+            (a.fresh(viewerOnly: false)?.dashboard.signals.total, b.fresh(viewerOnly: false)?.dashboard.signals.total)
+        }
+        #expect(both() == (1, nil))
+        _ = try await b.snapshot(viewerOnly: false) { Self.dashboard(total: 5) }
+        #expect(both() == (1, 5))
+        #expect(both() == (1, 5))
+    }
 }
