@@ -324,6 +324,13 @@ struct SliceTests {
                     sourceId: "D2", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-7200))),
                 signalJSON(
                     sourceId: "D3", category: "economic", severity: "low", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-3 * 86400))),
+                // Either side of the window's start, which falls inside an hour: counted from the
+                // signals themselves, not from the per-hour totals.
+                signalJSON(
+                    sourceId: "D4", category: "health", severity: "medium",
+                    publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-86400 + 120))),
+                signalJSON(
+                    sourceId: "D5", category: "climate", severity: "high", publishedAt: WireFormat.formatDateTime(now.addingTimeInterval(-86400 - 5))),
             ]
             try await client.execute(uri: "/v1/signals", method: .post, headers: .auth(h.tokens.ingest, json: true), body: buffer(batch(items))) {
                 _ in
@@ -347,10 +354,13 @@ struct SliceTests {
                 #expect(r.status == .ok)
                 return try r.decode(Dashboard.self)
             }
-            #expect(d.signals.windowHours == 24 && d.signals.total == 2)
-            #expect(d.signals.bySeverity.critical == 1 && d.signals.bySeverity.low == 1 && d.signals.bySeverity.high == 0)
-            #expect(d.signals.byCategory.security == 1 && d.signals.byCategory.economic == 1)
-            #expect(d.signals.byStatus.new == 2)
+            #expect(d.signals.windowHours == 24 && d.signals.total == 3)
+            #expect(
+                d.signals.bySeverity.critical == 1 && d.signals.bySeverity.low == 1 && d.signals.bySeverity.medium == 1
+                    && d.signals.bySeverity.high == 0)
+            #expect(d.signals.byCategory.security == 1 && d.signals.byCategory.economic == 1 && d.signals.byCategory.health == 1)
+            #expect(d.signals.byCategory.climate == 0)
+            #expect(d.signals.byStatus.new == 3)
             #expect(d.posture.count == 6)
             #expect(d.latestBriefing?.title == "Draft today")
             #expect(

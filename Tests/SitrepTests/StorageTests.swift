@@ -884,3 +884,110 @@ struct RowCallbackStatementsTests {
         }
     }
 }
+
+// MARK: - Per-hour signal counts (migration 0013)
+
+@Suite("Signal counts", .enabled(if: TestDatabase.isConfigured))
+struct SignalCountsTests {
+    /// Rows of `signal_counts` that differ from counting `signals` afresh (either way round).
+    static func mismatches(_ client: PostgresClient) async throws -> Int64 {
+        let rows = try await client.query(
+            """
+            WITH kept AS (SELECT hour, severity, category, status, n FROM signal_counts WHERE n <> 0),
+            fresh AS (
+                SELECT date_trunc('hour', published_at, 'UTC') AS hour, severity, category, status, count(*) AS n
+                FROM signals GROUP BY 1, 2, 3, 4
+            )
+            SELECT count(*)::int8 FROM ((SELECT * FROM kept EXCEPT SELECT * FROM fresh) UNION ALL (SELECT * FROM fresh EXCEPT SELECT * FROM kept)) AS d
+            """, logger: TestDatabase.logger)
+        var n: Int64 = -1
+        for try await c in rows.decode(Int64.self) { n = c }
+        return n
+    }
+
+    static func insert(_ client: PostgresClient, _ values: String) async throws {
+        try await client.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
+                                         published_at, content_hash)
+                    SELECT gen_random_uuid(), 'test', v.sid, 't', 's', v.category, v.severity, 0.5, 'm', v.at::timestamptz, 'h'
+                    FROM (VALUES \(values)) AS v(sid, category, severity, at)
+                    """), logger: TestDatabase.logger)
+    }
+
+    /// Whatever writes `signals` (batches across hour edges, status and time changes, deletes, a
+    /// truncate), the per-hour counts stay exactly those of the table, hours taken in UTC
+    /// whatever the session's time zone.
+    @Test func theCountsFollowEveryWrite() async throws {
+        try await TestDatabase.with { db in
+            let c = db.client
+            try await Self.insert(
+                c,
+                """
+                ('a', 'economic', 'low', '2026-11-20 09:59:59.999+00'), ('b', 'economic', 'low', '2026-11-20 10:00:00+00'),
+                ('c', 'security', 'critical', '2026-11-20 10:30:00+05:30'), ('d', 'health', 'medium', '2026-11-20 23:59:59+00')
+                """)
+            #expect(try await Self.mismatches(c) == 0)
+            // A session in a time zone off the hour (+05:45) writes to the same UTC hours.
+            try await c.withConnection { conn in
+                try await conn.query("BEGIN", logger: TestDatabase.logger)
+                try await conn.query("SET LOCAL TIME ZONE 'Asia/Kathmandu'", logger: TestDatabase.logger)
+                try await conn.query(
+                    """
+                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
+                                         published_at, content_hash)
+                    VALUES (gen_random_uuid(), 'test', 'e', 't', 's', 'economic', 'low', 0.5, 'm', '2026-11-20 10:10:00+00', 'h')
+                    """, logger: TestDatabase.logger)
+                try await conn.query("COMMIT", logger: TestDatabase.logger)
+            }
+            #expect(try await Self.mismatches(c) == 0)
+            let ten = try await c.query(
+                "SELECT n FROM signal_counts WHERE hour = '2026-11-20 10:00:00+00' AND category = 'economic'", logger: TestDatabase.logger)
+            for try await n in ten.decode(Int64.self) { #expect(n == 2) }
+
+            try await c.query("UPDATE signals SET status = 'acknowledged' WHERE source_id IN ('a', 'b')", logger: TestDatabase.logger)
+            try await c.query(
+                "UPDATE signals SET published_at = published_at + interval '90 minutes' WHERE source_id = 'c'", logger: TestDatabase.logger)
+            try await c.query("UPDATE signals SET title = 'renamed'", logger: TestDatabase.logger)
+            #expect(try await Self.mismatches(c) == 0)
+            try await c.query("DELETE FROM signals WHERE source_id = 'd'", logger: TestDatabase.logger)
+            #expect(try await Self.mismatches(c) == 0)
+            // A rolled-back write leaves no count behind.
+            try await c.withConnection { conn in
+                try await conn.query("BEGIN", logger: TestDatabase.logger)
+                try await conn.query("UPDATE signals SET status = 'dismissed'", logger: TestDatabase.logger)
+                try await conn.query("ROLLBACK", logger: TestDatabase.logger)
+            }
+            #expect(try await Self.mismatches(c) == 0)
+            try await c.query("TRUNCATE signals CASCADE", logger: TestDatabase.logger)
+            let left = try await c.query("SELECT count(*)::int8 FROM signal_counts", logger: TestDatabase.logger)
+            for try await n in left.decode(Int64.self) { #expect(n == 0) }
+        }
+    }
+
+    /// The application role reads the counts and cannot write them; its own writes to `signals`
+    /// still keep them (the triggers run as the table's owner).
+    @Test func theApplicationRoleReadsButNeverWritesTheCounts() async throws {
+        try await TestDatabase.with { db in
+            try await db.client.withConnection { conn in
+                try await conn.query("SET ROLE sitrep_app", logger: TestDatabase.logger)
+                try await conn.query(
+                    """
+                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
+                                         published_at, content_hash)
+                    VALUES (gen_random_uuid(), 'test', 'x', 't', 's', 'climate', 'high', 0.5, 'm', now(), 'h')
+                    """, logger: TestDatabase.logger)
+                let rows = try await conn.query("SELECT sum(n)::int8 FROM signal_counts", logger: TestDatabase.logger)
+                for try await n in rows.decode(Int64.self) { #expect(n == 1) }
+                for sql in ["UPDATE signal_counts SET n = 5", "INSERT INTO signal_counts VALUES (now(), 'low', 'health', 'new', 1)"] {
+                    await #expect(throws: PSQLError.self, "\(sql)") {
+                        try await conn.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger)
+                    }
+                }
+                try await conn.query("RESET ROLE", logger: TestDatabase.logger)
+            }
+            #expect(try await Self.mismatches(db.client) == 0)
+        }
+    }
+}
