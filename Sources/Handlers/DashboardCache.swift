@@ -12,7 +12,8 @@ import Synchronization
 /// `ttl`: nobody waits for the aggregate's queries except when there is no recent snapshot at
 /// all (the first request, or after `staleLimit`, e.g. while PostgreSQL is down), and then
 /// concurrent requests wait for one computation. Counts are still those of the snapshot's
-/// `generatedAt`, as the contract says. With `ttl` zero every request computes.
+/// `generatedAt`, as the contract says. With `ttl` zero every request computes its own, shared
+/// with no other request and kept nowhere.
 ///
 /// A hit is one lock acquisition (no actor hop): at tens of thousands of polls per second the
 /// hop to an actor's executor and back was a noticeable share of each request.
@@ -73,6 +74,10 @@ final class DashboardCache: Sendable {
     }
 
     func snapshot(viewerOnly: Bool, compute: @escaping @Sendable () async throws -> Dashboard) async throws -> Snapshot {
+        // No cache: each request computes its own aggregate, which starts after the request
+        // arrived and so sees every write committed before it. Sharing a computation already
+        // running would answer from a snapshot older than the request.
+        if ttl == .zero { return try Self.make(await compute()) }
         let now = ContinuousClock.now
         enum Next {
             case ready(Snapshot)
@@ -99,17 +104,21 @@ final class DashboardCache: Sendable {
         }
     }
 
+    /// `d` encoded once, with its tag.
+    private static func make(_ d: Dashboard) -> Snapshot {
+        // The tag names the content, not the moment: an unchanged aggregate keeps its ETag
+        // across recomputations, so pollers keep getting 304.
+        var content = d
+        content.generatedAt = Date(timeIntervalSince1970: 0)
+        let etag = ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048))
+        return Snapshot(dashboard: d, body: Encoded(d, capacity: 2048, etag: etag), computedAt: .now)
+    }
+
     /// Computes a snapshot and keeps it (whoever waits for it, if anyone).
     private func recompute(viewerOnly: Bool, _ compute: @Sendable () async throws -> Dashboard) async throws -> Snapshot {
         let result: Result<Snapshot, any Error>
         do {
-            let d = try await compute()
-            // The tag names the content, not the moment: an unchanged aggregate keeps its ETag
-            // across recomputations, so pollers keep getting 304.
-            var content = d
-            content.generatedAt = Date(timeIntervalSince1970: 0)
-            let etag = ConditionalRequest.etag(prefix: "d", bytes: content.jsonBytes(capacity: 2048))
-            result = .success(Snapshot(dashboard: d, body: Encoded(d, capacity: 2048, etag: etag), computedAt: .now))
+            result = .success(Self.make(try await compute()))
         } catch {
             result = .failure(error)
         }

@@ -123,6 +123,16 @@ struct DashboardCacheTests {
         let b = try await cache.snapshot(viewerOnly: false) { Self.dashboard(total: 2) }
         #expect(a.dashboard.signals.total == 1 && b.dashboard.signals.total == 2)
         #expect(cache.fresh(viewerOnly: false) == nil)
+        // Requests at the same time do not share a computation (one already running began
+        // before the later request arrived): each runs its own.
+        let gate = Gate()
+        gate.open.store(false, ordering: .relaxed)
+        async let x = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 3))
+        async let y = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 4))
+        try await Self.waitUntil("both computations to wait") { gate.released.withLock { $0.count } == 2 }
+        gate.release()
+        let (p, q) = try await (x, y)
+        #expect(Set([p.dashboard.signals.total, q.dashboard.signals.total]) == [3, 4])
     }
 
     /// Many tasks at once get the snapshot's very bytes and tag, and the new snapshot once one is
