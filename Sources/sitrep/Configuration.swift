@@ -139,7 +139,7 @@ struct Configuration: Sendable {
             "SITREP_DB_TIMEOUT_MS", "5000",
             "longest one database operation may take (waiting for a connection included) before the request answers 503"
         ),
-        ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served"),
+        ("SITREP_DASHBOARD_TTL_MS", "2000", "how long one computed dashboard aggregate (and its ETag) is served; 0: every request computes its own"),
         ("SITREP_ERP_BASE_URL", "(none: no ERP figures)", "the ERP's API (contract api/erp.yaml), e.g. https://erp.example.gov/api"),
         ("SITREP_ERP_API_KEY", "(none)", "bearer token the ERP issued to Sitrep"),
         ("SITREP_ERP_TIMEOUT_SECONDS", "10", "longest one ERP call may take, per attempt (3 attempts with backoff, then a circuit breaker)"),
