@@ -15,7 +15,10 @@ CREATE TABLE signal_counts (
     severity    text NOT NULL,
     category    text NOT NULL,
     status      text NOT NULL,
-    n           bigint NOT NULL CHECK (n >= 0),
+    -- Never below zero once a statement is done; no CHECK, because an update's net change is
+    -- proposed as a row to insert (a negative one for the group the rows left) before it
+    -- meets the existing row, and a CHECK refuses that proposal.
+    n           bigint NOT NULL,
     PRIMARY KEY (hour, severity, category, status)
 );
 

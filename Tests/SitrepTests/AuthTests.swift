@@ -4,7 +4,6 @@ import Hummingbird
 import JWTKit
 import Logging
 import SitrepRuntime
-import Synchronization
 import Testing
 
 @testable import Auth
@@ -186,20 +185,20 @@ struct VerifiedTokenCacheTests {
             let p = Principal(id: "t:\(user)", tenantId: "t", objectId: user, roles: ["Sitrep.Viewer"])
             cache.insert("token-for-\(user)", .init(principal: p, expiresAt: now + 60, notBefore: nil, generation: 0), now: now)
         }
-        let wrong = Atomic<Int>(0)
-        await withTaskGroup(of: Void.self) { group in
+        let wrong = await withTaskGroup(of: Int.self) { group in
             for task in 0..<8 {
                 group.addTask {
+                    var wrong = 0
                     for i in 0..<500 {
                         let user = users[(i * (task + 1)) % users.count]
-                        if cache.lookup(Substring("token-for-\(user)"), now: now, skew: 0)?.objectId != user {
-                            wrong.wrappingAdd(1, ordering: .relaxed)
-                        }
+                        if cache.lookup(Substring("token-for-\(user)"), now: now, skew: 0)?.objectId != user { wrong += 1 }
                     }
+                    return wrong
                 }
             }
+            return await group.reduce(0, +)
         }
-        #expect(wrong.load(ordering: .relaxed) == 0)
+        #expect(wrong == 0)
     }
 }
 
