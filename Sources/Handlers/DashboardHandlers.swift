@@ -52,24 +52,27 @@ extension SitrepHandlers {
     }
 
     /// Counts keyed `severity:<v>`, `category:<v>`, `status:<v>`, and the total, of the signals
-    /// published at or after `since`: the per-hour totals of `signal_counts` (migration 0013)
-    /// from the first whole hour on, plus the signals of the partial hour before it (an
-    /// index-only scan of `signals_published_cover_idx`), grouped by all three (at most 128
-    /// groups) in one statement, so both parts read the same snapshot; summed here.
+    /// published at or after `since`: the per-hour totals of `signal_counts` (migration 0013) and
+    /// the changes not yet folded into them (`signal_count_deltas`, migration 0014) from the first
+    /// whole hour on, plus the signals of the partial hour before it (an index-only scan of
+    /// `signals_published_cover_idx`), grouped by all three (at most 128 groups) in one
+    /// statement, so every part reads the same snapshot; summed here.
     func signalStats(since: Date, context: OperationContext) async throws -> ([String: Int], Int) {
         let rows = try await db.query(
             """
             WITH edge AS (
-                SELECT CASE WHEN date_trunc('hour', s, 'UTC') = s THEN s ELSE date_trunc('hour', s, 'UTC') + interval '1 hour' END AS t
+                SELECT s, CASE WHEN date_trunc('hour', s, 'UTC') = s THEN s ELSE date_trunc('hour', s, 'UTC') + interval '1 hour' END AS t
                 FROM (SELECT \(since)::timestamptz AS s) AS given
             )
             SELECT severity, category, status, sum(n)::int8 FROM (
                 SELECT severity, category, status, n FROM signal_counts, edge WHERE hour >= edge.t
                 UNION ALL
+                SELECT severity, category, status, n FROM signal_count_deltas, edge WHERE hour >= edge.t
+                UNION ALL
                 SELECT severity, category, status, count(*) FROM signals, edge
-                WHERE published_at >= \(since) AND published_at < edge.t GROUP BY severity, category, status
+                WHERE published_at >= edge.s AND published_at < edge.t GROUP BY severity, category, status
             ) AS parts
-            GROUP BY severity, category, status
+            GROUP BY severity, category, status HAVING sum(n) <> 0
             """, logger: context.logger)
         var out: [String: Int] = [:]
         var total = 0

@@ -222,6 +222,8 @@ public enum DemoData {
                     """, logger: logger)
             }
         }
+        // The new signals' counts, folded now rather than by the first server's first fold.
+        try await SignalCountsFolder(db: client, logger: logger).fold()
         return "demo data: \(created) new signals (of \(count)), posture for 6 domains, a draft briefing, 5 actions, 3 recipients"
     }
 

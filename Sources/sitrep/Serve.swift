@@ -171,6 +171,7 @@ struct Serve: AsyncParsableCommand {
             // Listed after the app so it stops first (reverse order): open streams end, and the app can drain.
             .init(service: SignalHubService(hub: signalHub)),
             .init(service: MemoryTrimService()),
+            .init(service: SignalCountsFoldService(folder: SignalCountsFolder(db: postgres, logger: logger))),
         ]
         if config.dispatch.inServe, let worker = config.dispatch.worker(db: postgres, httpClient: httpClient, logger: logger) {
             services.append(.init(service: DispatchWorkerService(worker: worker)))
@@ -237,6 +238,14 @@ struct KeyRefreshService: Service {
         await cancelWhenGracefulShutdown {
             await authenticator.runRefreshLoop()
         }
+    }
+}
+
+/// Folds the dashboard's signal count deltas into their totals until shutdown.
+struct SignalCountsFoldService: Service {
+    let folder: SignalCountsFolder
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await folder.run() }
     }
 }
 

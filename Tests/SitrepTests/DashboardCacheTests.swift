@@ -43,14 +43,6 @@ struct DashboardCacheTests {
             latestBriefing: nil, actions: ActionStats(open: 0, inProgress: 0, blocked: 0, overdue: 0, dueNext7Days: 0))
     }
 
-    static func waitUntil(_ what: String, _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(5)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw CancellationError() }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
     @Test func afterTheTTLTheLastSnapshotAnswersWhileOneRecomputationRuns() async throws {
         // A TTL long enough that a busy machine (the whole suite runs in parallel on two cores)
         // still sees the new snapshot while it is fresh: with 50 ms, a poll that slept longer
@@ -68,9 +60,9 @@ struct DashboardCacheTests {
             let s = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 2))
             #expect(s.dashboard.signals.total == 1 && s.etag == first.etag)
         }
-        try await Self.waitUntil("the recomputation to start") { gate.runs.load(ordering: .relaxed) == 2 }
+        try await eventually("the recomputation to start") { gate.runs.load(ordering: .relaxed) == 2 }
         gate.release()
-        try await Self.waitUntil("the new snapshot") { cache.fresh(viewerOnly: false)?.dashboard.signals.total == 2 }
+        try await eventually("the new snapshot") { cache.fresh(viewerOnly: false)?.dashboard.signals.total == 2 }
         let second = try await cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 3))
         #expect(second.dashboard.signals.total == 2 && second.etag != first.etag)
         #expect(gate.runs.load(ordering: .relaxed) == 2)
@@ -88,7 +80,7 @@ struct DashboardCacheTests {
         gate.open.store(false, ordering: .relaxed)
         async let a = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 2))
         async let b = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 3))
-        try await Self.waitUntil("the computation to start") { gate.runs.load(ordering: .relaxed) == 2 }
+        try await eventually("the computation to start") { gate.runs.load(ordering: .relaxed) == 2 }
         try await Task.sleep(for: .milliseconds(20))
         gate.release()
         let (x, y) = try await (a, b)
@@ -110,10 +102,10 @@ struct DashboardCacheTests {
             throw Down()
         }
         #expect(try await cache.snapshot(viewerOnly: false, compute: failing).dashboard.signals.total == 1)
-        try await Self.waitUntil("the failed recomputation") { tries.load(ordering: .relaxed) == 1 }
+        try await eventually("the failed recomputation") { tries.load(ordering: .relaxed) == 1 }
         try await Task.sleep(for: .milliseconds(10))
         #expect(try await cache.snapshot(viewerOnly: false, compute: failing).dashboard.signals.total == 1)
-        try await Self.waitUntil("a second try") { tries.load(ordering: .relaxed) == 2 }
+        try await eventually("a second try") { tries.load(ordering: .relaxed) == 2 }
     }
 
     @Test func aZeroTTLComputesEveryTimeAndNeverAnswersStale() async throws {
@@ -129,7 +121,7 @@ struct DashboardCacheTests {
         gate.open.store(false, ordering: .relaxed)
         async let x = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 3))
         async let y = cache.snapshot(viewerOnly: false, compute: gate.dashboard(total: 4))
-        try await Self.waitUntil("both computations to wait") { gate.released.withLock { $0.count } == 2 }
+        try await eventually("both computations to wait") { gate.released.withLock { $0.count } == 2 }
         gate.release()
         let (p, q) = try await (x, y)
         #expect(Set([p.dashboard.signals.total, q.dashboard.signals.total]) == [3, 4])
@@ -173,7 +165,7 @@ struct DashboardCacheTests {
         try await Task.sleep(for: .milliseconds(420))
         #expect(short.fresh(viewerOnly: false) == nil)
         _ = try await short.snapshot(viewerOnly: false) { Self.dashboard(total: 2) }
-        try await Self.waitUntil("the new snapshot") { short.fresh(viewerOnly: false)?.dashboard.signals.total == 2 }
+        try await eventually("the new snapshot") { short.fresh(viewerOnly: false)?.dashboard.signals.total == 2 }
         let new = try #require(short.fresh(viewerOnly: false))
         #expect(new.etag != old.etag)
     }

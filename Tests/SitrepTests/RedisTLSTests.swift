@@ -156,7 +156,7 @@ struct RedisTLSTests {
             }
             #expect(try await Self.connectedClients(observer) >= 2)
             await redis.shutdown()
-            try await Self.waitUntil("the server to drop the closed client's connections") {
+            try await eventually("the server to drop the closed client's connections", timeout: .seconds(10)) {
                 try await Self.connectedClients(observer) == 1
             }
 
@@ -213,10 +213,10 @@ struct RedisTLSTests {
                     await subscriber.shutdown(); await publisher.shutdown()
                 }
             }
-            try await Self.waitUntil("the subscriber to subscribe") { events.all.contains(.subscribed) }
+            try await eventually("the subscriber to subscribe", timeout: .seconds(10)) { events.all.contains(.subscribed) }
             let payload = Array("über TLS \u{1F512}".utf8) + [0, 255, 10]
             #expect(try await publisher.send([Array("PUBLISH".utf8), Array("tls:news".utf8), payload]) == .integer(1))
-            try await Self.waitUntil("the message") { events.all.contains(.message(channel: "tls:news", payload: payload)) }
+            try await eventually("the message", timeout: .seconds(10)) { events.all.contains(.message(channel: "tls:news", payload: payload)) }
             #expect(!events.all.contains { if case .disconnected = $0 { true } else { false } }, "\(events.all)")
         }
     }
@@ -245,7 +245,7 @@ struct RedisTLSTests {
                 channels: ["tls:never"], logger: RedisTLSTestEnvironment.logger)
             let events = Recorded(subscriber.events())
             defer { Task { await subscriber.shutdown() } }
-            try await Self.waitUntil("the subscriber to report the failure") {
+            try await eventually("the subscriber to report the failure", timeout: .seconds(10)) {
                 events.all.contains { event in
                     if case .disconnected(let reason) = event { reason.contains("certificate verify failed") } else { false }
                 }
@@ -302,18 +302,6 @@ struct RedisTLSTests {
     static func connectedClients(_ redis: RedisClient) async throws -> Int {
         let list = try await redis.send(["CLIENT", "LIST"]).string ?? ""
         return list.split(separator: "\n").count
-    }
-
-    static func waitUntil(
-        _ description: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool
-    ) async throws {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while clock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw RedisTestFailure("timed out waiting for \(description)")
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Handlers
 import PostgresNIO
 import Storage
 import Testing
@@ -885,15 +886,21 @@ struct RowCallbackStatementsTests {
     }
 }
 
-// MARK: - Per-hour signal counts (migration 0013)
+// MARK: - Per-hour signal counts (migrations 0013, 0014)
 
 @Suite("Signal counts", .enabled(if: TestDatabase.isConfigured))
 struct SignalCountsTests {
-    /// Rows of `signal_counts` that differ from counting `signals` afresh (either way round).
+    /// Groups whose count (totals plus unfolded deltas) differs from counting `signals` afresh
+    /// (either way round).
     static func mismatches(_ client: PostgresClient) async throws -> Int64 {
         let rows = try await client.query(
             """
-            WITH kept AS (SELECT hour, severity, category, status, n FROM signal_counts WHERE n <> 0),
+            WITH kept AS (
+                SELECT hour, severity, category, status, sum(n) AS n FROM (
+                    SELECT hour, severity, category, status, n FROM signal_counts
+                    UNION ALL SELECT hour, severity, category, status, n FROM signal_count_deltas
+                ) AS parts GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0
+            ),
             fresh AS (
                 SELECT date_trunc('hour', published_at, 'UTC') AS hour, severity, category, status, count(*) AS n
                 FROM signals GROUP BY 1, 2, 3, 4
@@ -903,6 +910,16 @@ struct SignalCountsTests {
         var n: Int64 = -1
         for try await c in rows.decode(Int64.self) { n = c }
         return n
+    }
+
+    static func count(_ client: PostgresClient, _ sql: String) async throws -> Int64 {
+        var n: Int64 = -1
+        for try await c in try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger).decode(Int64.self) { n = c }
+        return n
+    }
+
+    static func fold(_ client: PostgresClient) async throws -> Int {
+        try await SignalCountsFolder(db: client, logger: TestDatabase.logger).fold()
     }
 
     static func insert(_ client: PostgresClient, _ values: String) async throws {
@@ -942,17 +959,28 @@ struct SignalCountsTests {
                 try await conn.query("COMMIT", logger: TestDatabase.logger)
             }
             #expect(try await Self.mismatches(c) == 0)
-            let ten = try await c.query(
-                "SELECT n FROM signal_counts WHERE hour = '2026-11-20 10:00:00+00' AND category = 'economic'", logger: TestDatabase.logger)
-            for try await n in ten.decode(Int64.self) { #expect(n == 2) }
+            // Two statements, two delta rows for 10:00 economic; folded, one total of 2.
+            #expect(try await Self.fold(c) == 5)
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_count_deltas") == 0)
+            #expect(
+                try await Self.count(c, "SELECT n FROM signal_counts WHERE hour = '2026-11-20 10:00:00+00' AND category = 'economic'")
+                    == 2)
+            #expect(try await Self.mismatches(c) == 0)
 
             try await c.query("UPDATE signals SET status = 'acknowledged' WHERE source_id IN ('a', 'b')", logger: TestDatabase.logger)
             try await c.query(
                 "UPDATE signals SET published_at = published_at + interval '90 minutes' WHERE source_id = 'c'", logger: TestDatabase.logger)
             try await c.query("UPDATE signals SET title = 'renamed'", logger: TestDatabase.logger)
             #expect(try await Self.mismatches(c) == 0)
+            try await Self.fold(c)
+            #expect(try await Self.mismatches(c) == 0)
             try await c.query("DELETE FROM signals WHERE source_id = 'd'", logger: TestDatabase.logger)
             #expect(try await Self.mismatches(c) == 0)
+            // The group 'd' left is empty: its folded total of zero is removed, not kept.
+            try await Self.fold(c)
+            #expect(try await Self.mismatches(c) == 0)
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_counts WHERE n <= 0") == 0)
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_counts WHERE category = 'health'") == 0)
             // A rolled-back write leaves no count behind.
             try await c.withConnection { conn in
                 try await conn.query("BEGIN", logger: TestDatabase.logger)
@@ -960,14 +988,17 @@ struct SignalCountsTests {
                 try await conn.query("ROLLBACK", logger: TestDatabase.logger)
             }
             #expect(try await Self.mismatches(c) == 0)
+            // A truncate empties the totals and the unfolded deltas.
+            try await Self.insert(c, "('f', 'climate', 'high', '2026-11-21 08:00:00+00')")
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_count_deltas") > 0)
             try await c.query("TRUNCATE signals CASCADE", logger: TestDatabase.logger)
-            let left = try await c.query("SELECT count(*)::int8 FROM signal_counts", logger: TestDatabase.logger)
-            for try await n in left.decode(Int64.self) { #expect(n == 0) }
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_counts") == 0)
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_count_deltas") == 0)
         }
     }
 
-    /// The application role reads the counts and cannot write them; its own writes to `signals`
-    /// still keep them (the triggers run as the table's owner).
+    /// The application role reads the counts and folds them, and cannot write them; its own
+    /// writes to `signals` still keep them (the triggers and the fold run as the tables' owner).
     @Test func theApplicationRoleReadsButNeverWritesTheCounts() async throws {
         try await TestDatabase.with { db in
             try await db.client.withConnection { conn in
@@ -978,9 +1009,16 @@ struct SignalCountsTests {
                                          published_at, content_hash)
                     VALUES (gen_random_uuid(), 'test', 'x', 't', 's', 'climate', 'high', 0.5, 'm', now(), 'h')
                     """, logger: TestDatabase.logger)
-                let rows = try await conn.query("SELECT sum(n)::int8 FROM signal_counts", logger: TestDatabase.logger)
+                let rows = try await conn.query("SELECT sum(n)::int8 FROM signal_count_deltas", logger: TestDatabase.logger)
                 for try await n in rows.decode(Int64.self) { #expect(n == 1) }
-                for sql in ["UPDATE signal_counts SET n = 5", "INSERT INTO signal_counts VALUES (now(), 'low', 'health', 'new', 1)"] {
+                // It may fold (the server does), which moves the delta into the totals it reads.
+                try await conn.query("SELECT signal_counts_fold()", logger: TestDatabase.logger)
+                let totals = try await conn.query("SELECT sum(n)::int8 FROM signal_counts", logger: TestDatabase.logger)
+                for try await n in totals.decode(Int64.self) { #expect(n == 1) }
+                for sql in [
+                    "UPDATE signal_counts SET n = 5", "INSERT INTO signal_counts VALUES (now(), 'low', 'health', 'new', 1)",
+                    "INSERT INTO signal_count_deltas VALUES (now(), 'low', 'health', 'new', 1)", "DELETE FROM signal_count_deltas",
+                ] {
                     await #expect(throws: PSQLError.self, "\(sql)") {
                         try await conn.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger)
                     }
@@ -988,6 +1026,116 @@ struct SignalCountsTests {
                 try await conn.query("RESET ROLE", logger: TestDatabase.logger)
             }
             #expect(try await Self.mismatches(db.client) == 0)
+        }
+    }
+
+    /// Two transactions writing signals of the same hour and group do not wait for each other:
+    /// each appends its own delta rows (0013's in-place totals made the second wait for the
+    /// first's commit).
+    @Test func concurrentWritersOfOneGroupDoNotWaitForEachOther() async throws {
+        try await TestDatabase.with { db in
+            try await Self.insert(db.client, "('seed', 'economic', 'low', '2026-11-20 10:05:00+00')")
+            try await Self.fold(db.client)
+            try await db.client.withConnection { first in
+                try await first.query("BEGIN", logger: TestDatabase.logger)
+                try await first.query(
+                    "UPDATE signals SET status = 'acknowledged' WHERE source_id = 'seed'", logger: TestDatabase.logger)
+                try await first.query(
+                    """
+                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
+                                         published_at, content_hash)
+                    VALUES (gen_random_uuid(), 'test', 'one', 't', 's', 'economic', 'low', 0.5, 'm', '2026-11-20 10:10:00+00', 'h')
+                    """, logger: TestDatabase.logger)
+                // Still open: a second writer of the same group commits without waiting for it.
+                try await db.client.withConnection { second in
+                    try await second.query("SET lock_timeout = '2s'", logger: TestDatabase.logger)
+                    try await second.query("BEGIN", logger: TestDatabase.logger)
+                    try await second.query(
+                        """
+                        INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
+                                             published_at, content_hash)
+                        VALUES (gen_random_uuid(), 'test', 'two', 't', 's', 'economic', 'low', 0.5, 'm', '2026-11-20 10:20:00+00', 'h')
+                        """, logger: TestDatabase.logger)
+                    // And a fold meanwhile takes only what is committed.
+                    try await second.query("SELECT signal_counts_fold()", logger: TestDatabase.logger)
+                    try await second.query("COMMIT", logger: TestDatabase.logger)
+                }
+                try await first.query("COMMIT", logger: TestDatabase.logger)
+            }
+            #expect(try await Self.mismatches(db.client) == 0)
+            try await Self.fold(db.client)
+            #expect(try await Self.mismatches(db.client) == 0)
+            #expect(try await Self.count(db.client, "SELECT count(*)::int8 FROM signal_count_deltas") == 0)
+            #expect(
+                try await Self.count(
+                    db.client, "SELECT n FROM signal_counts WHERE category = 'economic' AND status = 'new'") == 2)
+        }
+    }
+
+    /// Folds from several connections, running while signals are written, updated and deleted
+    /// on others, never lose or double a change; a fold that finds another running returns 0.
+    @Test func foldsRacingWritersAndEachOtherKeepTheCounts() async throws {
+        try await TestDatabase.with { db in
+            let c = db.client
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<3 {
+                    group.addTask {
+                        for round in 0..<15 {
+                            let values = (0..<6).map { i in
+                                let category = ["economic", "health", "climate"][(i + round) % 3]
+                                let severity = ["low", "high"][(i + writer) % 2]
+                                return "('w\(writer)-\(round)-\(i)', '\(category)', '\(severity)', '2026-11-20 \(10 + i % 2):\(10 + round):00+00')"
+                            }
+                            try await Self.insert(c, values.joined(separator: ", "))
+                            try await c.query(
+                                PostgresQuery(
+                                    unsafeSQL:
+                                        "UPDATE signals SET status = 'escalated' WHERE source_id LIKE 'w\(writer)-\(round)-%' AND severity = 'high'"),
+                                logger: TestDatabase.logger)
+                            try await c.query(
+                                PostgresQuery(unsafeSQL: "DELETE FROM signals WHERE source_id = 'w\(writer)-\(round)-0'"), logger: TestDatabase.logger
+                            )
+                        }
+                    }
+                }
+                for _ in 0..<2 {
+                    group.addTask {
+                        for _ in 0..<20 { try await Self.fold(c) }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await Self.mismatches(c) == 0)
+            try await Self.fold(c)
+            #expect(try await Self.count(c, "SELECT count(*)::int8 FROM signal_count_deltas") == 0)
+            #expect(try await Self.mismatches(c) == 0)
+            #expect(try await Self.count(c, "SELECT sum(n)::int8 FROM signal_counts") == 3 * 15 * 5)
+
+            // While one fold holds the folder's lock, another returns at once, folding nothing.
+            try await Self.insert(c, "('late', 'security', 'medium', '2026-11-20 12:00:00+00')")
+            try await c.withConnection { holder in
+                try await holder.query("BEGIN", logger: TestDatabase.logger)
+                try await holder.query("SELECT pg_advisory_xact_lock(6001420690774840131)", logger: TestDatabase.logger)
+                #expect(try await Self.fold(c) == 0)
+                try await holder.query("COMMIT", logger: TestDatabase.logger)
+            }
+            #expect(try await Self.fold(c) == 1)
+        }
+    }
+
+    /// The server's folder folds on its interval until cancelled.
+    @Test func theFolderFoldsOnItsInterval() async throws {
+        try await TestDatabase.with { db in
+            let folder = SignalCountsFolder(db: db.client, interval: .milliseconds(20), logger: TestDatabase.logger)
+            let running = Task { await folder.run() }
+            defer { running.cancel() }
+            try await Self.insert(db.client, "('x', 'technology', 'low', '2026-11-20 12:00:00+00')")
+            try await eventually("the fold", timeout: .seconds(10)) {
+                try await Self.count(db.client, "SELECT count(*)::int8 FROM signal_count_deltas") == 0
+            }
+            #expect(try await Self.count(db.client, "SELECT sum(n)::int8 FROM signal_counts") == 1)
+            running.cancel()
+            await running.value
         }
     }
 }

@@ -1,8 +1,8 @@
 /// Polls `condition` every 5 ms until it holds; throws after `timeout`. For state another task or
 /// process changes shortly after the event a test waited for.
-func eventually(_ what: String, timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws {
+func eventually(_ what: String, timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
-    while !condition() {
+    while try await !condition() {
         guard ContinuousClock.now < deadline else { throw EventuallyTimedOut(what: what) }
         try await Task.sleep(for: .milliseconds(5))
     }
