@@ -293,7 +293,7 @@ struct ActionTrackerTests {
             let me = try await client.execute(uri: "/v1/me", method: .get, headers: .auth(admin)).decode(Me.self)
             let briefing = UUID().uuidString.lowercased()
             let signal = UUID().uuidString.lowercased()
-            let overdue = try await Self.create(client, admin, title: "Overdue", owner: me.id, due: "2020-01-01", priority: "critical")
+            _ = try await Self.create(client, admin, title: "Overdue", owner: me.id, due: "2020-01-01", priority: "critical")
             let later = try await Self.create(client, admin, title: "Later", due: "2030-06-01", priority: "low", briefingIds: [briefing])
             let soon = try await Self.create(client, admin, title: "Soon", due: "2029-01-01", priority: "medium", signalIds: [signal])
             let oldDone = try await Self.create(client, admin, title: "Old but done", due: "2020-02-01")

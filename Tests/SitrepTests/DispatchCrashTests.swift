@@ -113,7 +113,7 @@ func launchSitrep(_ arguments: [String], log: URL, environment: [String: String]
         "PATH": "/usr/bin:/bin", "SITREP_ENV": "test", "SITREP_REDIS_URL": SitrepHarness.redisURL ?? "redis://127.0.0.1:6379/0",
         "SITREP_LOG_LEVEL": "warning",
     ].merging(environment) { _, new in new }
-    FileManager.default.createFile(atPath: log.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)  // opening it below fails if this did
     let handle = try FileHandle(forWritingTo: log)
     handle.seekToEndOfFile()
     p.standardOutput = handle
