@@ -918,6 +918,19 @@ struct SignalCountsTests {
         return n
     }
 
+    /// One signal, on `conn` (inside the caller's transaction or role); `at` is SQL (`now()`) or
+    /// a timestamp literal.
+    static func insertOne(on conn: PostgresConnection, sourceId: String, category: String, severity: String, at: String) async throws {
+        let published = at == "now()" ? at : "'\(at)'::timestamptz"
+        try await conn.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
+                                         published_at, content_hash)
+                    VALUES (gen_random_uuid(), 'test', '\(sourceId)', 't', 's', '\(category)', '\(severity)', 0.5, 'm', \(published), 'h')
+                    """), logger: TestDatabase.logger)
+    }
+
     static func fold(_ client: PostgresClient) async throws -> Int {
         try await SignalCountsFolder(db: client, logger: TestDatabase.logger).fold()
     }
@@ -950,12 +963,7 @@ struct SignalCountsTests {
             try await c.withConnection { conn in
                 try await conn.query("BEGIN", logger: TestDatabase.logger)
                 try await conn.query("SET LOCAL TIME ZONE 'Asia/Kathmandu'", logger: TestDatabase.logger)
-                try await conn.query(
-                    """
-                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
-                                         published_at, content_hash)
-                    VALUES (gen_random_uuid(), 'test', 'e', 't', 's', 'economic', 'low', 0.5, 'm', '2026-11-20 10:10:00+00', 'h')
-                    """, logger: TestDatabase.logger)
+                try await Self.insertOne(on: conn, sourceId: "e", category: "economic", severity: "low", at: "2026-11-20 10:10:00+00")
                 try await conn.query("COMMIT", logger: TestDatabase.logger)
             }
             #expect(try await Self.mismatches(c) == 0)
@@ -1003,12 +1011,7 @@ struct SignalCountsTests {
         try await TestDatabase.with { db in
             try await db.client.withConnection { conn in
                 try await conn.query("SET ROLE sitrep_app", logger: TestDatabase.logger)
-                try await conn.query(
-                    """
-                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
-                                         published_at, content_hash)
-                    VALUES (gen_random_uuid(), 'test', 'x', 't', 's', 'climate', 'high', 0.5, 'm', now(), 'h')
-                    """, logger: TestDatabase.logger)
+                try await Self.insertOne(on: conn, sourceId: "x", category: "climate", severity: "high", at: "now()")
                 let rows = try await conn.query("SELECT sum(n)::int8 FROM signal_count_deltas", logger: TestDatabase.logger)
                 for try await n in rows.decode(Int64.self) { #expect(n == 1) }
                 // It may fold (the server does), which moves the delta into the totals it reads.
@@ -1040,22 +1043,12 @@ struct SignalCountsTests {
                 try await first.query("BEGIN", logger: TestDatabase.logger)
                 try await first.query(
                     "UPDATE signals SET status = 'acknowledged' WHERE source_id = 'seed'", logger: TestDatabase.logger)
-                try await first.query(
-                    """
-                    INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
-                                         published_at, content_hash)
-                    VALUES (gen_random_uuid(), 'test', 'one', 't', 's', 'economic', 'low', 0.5, 'm', '2026-11-20 10:10:00+00', 'h')
-                    """, logger: TestDatabase.logger)
+                try await Self.insertOne(on: first, sourceId: "one", category: "economic", severity: "low", at: "2026-11-20 10:10:00+00")
                 // Still open: a second writer of the same group commits without waiting for it.
                 try await db.client.withConnection { second in
                     try await second.query("SET lock_timeout = '2s'", logger: TestDatabase.logger)
                     try await second.query("BEGIN", logger: TestDatabase.logger)
-                    try await second.query(
-                        """
-                        INSERT INTO signals (id, source, source_id, title, summary, category, severity, confidence, model_version,
-                                             published_at, content_hash)
-                        VALUES (gen_random_uuid(), 'test', 'two', 't', 's', 'economic', 'low', 0.5, 'm', '2026-11-20 10:20:00+00', 'h')
-                        """, logger: TestDatabase.logger)
+                    try await Self.insertOne(on: second, sourceId: "two", category: "economic", severity: "low", at: "2026-11-20 10:20:00+00")
                     // And a fold meanwhile takes only what is committed.
                     try await second.query("SELECT signal_counts_fold()", logger: TestDatabase.logger)
                     try await second.query("COMMIT", logger: TestDatabase.logger)
