@@ -41,8 +41,10 @@ RUN swift package resolve
 COPY . .
 
 # The build-tool plugin generates Sources/Generated from api/openapi.yaml during this build.
-# Swift's runtime and Foundation are linked statically; the C libraries above stay shared.
-RUN swift build -c release --static-swift-stdlib --product sitrep \
+# Swift's runtime and Foundation are linked statically; the C libraries above stay shared. Every
+# function gets a section of its own, so the linker can pack the ones the server runs together
+# (Tools/layout/sitrep.order; `codeLayout` in Package.swift). Tools/lib/bench.sh spells the same.
+RUN swift build -c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections --product sitrep \
     && mkdir -p /staging/bin \
     && cp "$(swift build -c release --show-bin-path)/sitrep" /staging/bin/sitrep \
     && strip /staging/bin/sitrep \

@@ -4,6 +4,26 @@
 // fills the `Generated` target at build time.
 import PackageDescription
 
+/// How the release binaries are laid out (Linux): linked by lld, with the functions `sitrep serve`
+/// runs placed together at the front of the code, hottest first, as `Tools/layout/sitrep.order`
+/// lists them (`Tools/layout/generate` writes it from a profile), and relative relocations packed
+/// (RELR, glibc 2.36 or newer). Scattered over the code, those functions kept most of it
+/// resident and the request path spread over thousands of pages. Each function is placed on its
+/// own when everything is compiled with `-Xswiftc -Xfrontend -Xswiftc -function-sections` (the
+/// Dockerfile and `Tools/` build so; see `SITREP_RELEASE_BUILD` in Tools/lib/bench.sh);
+/// without it only the Swift runtime's and standard library's are. A name the linker no longer
+/// finds is skipped. docs/performance.md, eighteenth round, has the figures.
+let codeLayout: [LinkerSetting] = [
+    .unsafeFlags(
+        [
+            "-use-ld=lld",
+            "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/Tools/layout/sitrep.order",
+            "-Xlinker", "--no-warn-symbol-ordering",
+            "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+        ],
+        .when(platforms: [.linux], configuration: .release))
+]
+
 let package = Package(
     name: "sitrep",
     platforms: [.macOS(.v14)],
@@ -256,7 +276,8 @@ let package = Package(
                 .product(name: "OTel", package: "swift-otel"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Instrumentation", package: "swift-distributed-tracing"),
-            ]
+            ],
+            linkerSettings: codeLayout
         ),
         // The bare-Hummingbird side of Tools/bench's A/B (fixed bytes, nothing generated).
         .executableTarget(
@@ -266,7 +287,10 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "Tools/bench-bare"
+            path: "Tools/bench-bare",
+            // Laid out as `sitrep` is (the same list: its HTTP stack's functions are in it), so the
+            // A/B compares the generated code, not two layouts.
+            linkerSettings: codeLayout
         ),
 
         // MARK: tests

@@ -1,4 +1,11 @@
-# Shared by Tools/bench and Tools/bench-instructions (sourced).
+# Shared by Tools/bench, Tools/bench-instructions and Tools/layout/generate (sourced).
+
+# The arguments of the release build that ships (the Dockerfile's `swift build`, which spells the
+# same; Tools/image-check too): the Swift runtime and Foundation linked statically, and every
+# function in a section of its own, so the linker can lay them out as Tools/layout/sitrep.order
+# lists (see `codeLayout` in Package.swift).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+SITREP_RELEASE_BUILD=(-c release --static-swift-stdlib -Xswiftc -Xfrontend -Xswiftc -function-sections)
 
 # bench_capture URL FILE [CURL ARGS…]: GETs URL and writes its body to FILE and the answer's
 # header fields, as `--header` arguments for sitrep-bench-bare (one per line), to FILE.headers:
