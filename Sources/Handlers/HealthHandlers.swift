@@ -6,8 +6,11 @@ import SitrepRuntime
 
 extension SitrepHandlers {
     public func getHealth(_ input: GetHealth.Input, context: OperationContext) async throws -> GetHealth.Output {
-        .ok(Health(status: .ok, checks: [HealthCheck(name: "process", status: .ok, detail: nil)]))
+        .ok(Self.alive)
     }
+
+    /// The liveness answer: the process answering is all it says, so it is built once.
+    static let alive = Health(status: .ok, checks: [HealthCheck(name: "process", status: .ok, detail: nil)])
 
     public func getReadiness(_ input: GetReadiness.Input, context: OperationContext) async throws -> GetReadiness.Output {
         async let pg = checkPostgres(context)

@@ -155,9 +155,14 @@ public struct SitrepMiddleware: RouterMiddleware {
 final class RequestFacts: Sendable {
     @TaskLocal static var current: RequestFacts?
     let requestId: String
-    private let state = Mutex<(operation: String?, route: String?, principal: String?)>((nil, nil, nil))
+    private let state: Mutex<(operation: String?, route: String?, principal: String?)>
 
-    init(requestId: String) { self.requestId = requestId }
+    /// `operation`, when the request's operation is known already (the runtime's own routes),
+    /// is recorded here rather than set afterwards under the lock.
+    init(requestId: String, operation: OperationInfo? = nil) {
+        self.requestId = requestId
+        self.state = Mutex((operation?.id, operation?.path, nil))
+    }
 
     /// What every log line written for this request carries.
     var logMetadata: Logger.Metadata {

@@ -206,7 +206,7 @@ public struct APIRuntime: Sendable {
         // The id goes to the operation as an argument: setting it in a copy of the context
         // retained and released every field of the copy.
         let requestId = SitrepMiddleware.requestId(from: request.headers.value(of: .xRequestID))
-        let facts = RequestFacts(requestId: requestId)
+        let facts = RequestFacts(requestId: requestId, operation: op)
         // One clock read on each side serves the metrics and the access log.
         let logs = SitrepMiddleware.logsAccess(context.logger)
         let start = logs || metrics != nil ? Monotonic.nanoseconds : nil
@@ -240,6 +240,7 @@ public struct APIRuntime: Sendable {
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         let facts = RequestFacts.current
+        facts?.set(operation: op)
         guard let metrics else {
             return await answer(op, request: request, context: context, requestId: context.requestId, facts: facts, run)
         }
@@ -256,7 +257,6 @@ public struct APIRuntime: Sendable {
         _ run: nonisolated(nonsending) @Sendable (RequestParts, OperationContext) async throws -> EncodedResponse
     ) async -> Response {
         let logger = context.logger
-        facts?.set(operation: op)
         var rateHeaders: [(HTTPField.Name, String)] = []
         do {
             // 1. Authentication, roles, MFA step-up — for planned operations too, so what the

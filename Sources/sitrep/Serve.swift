@@ -150,7 +150,8 @@ struct Serve: AsyncParsableCommand {
         router.registerMetrics(metrics, token: config.metricsToken)
 
         let app = Application(
-            router: router,
+            // The contract's operations dispatched by generated code; the rest by the router.
+            router: SitrepOperationRouter(handlers, runtime: runtime, router: router),
             // Idle connections and stalled requests (slowloris) are closed; answers being written
             // (the live stream) are not idle.
             server: .http1(configuration: .init(idleTimeout: .seconds(Int64(config.idleTimeoutSeconds)))),

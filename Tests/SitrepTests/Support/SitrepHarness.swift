@@ -81,13 +81,15 @@ struct SitrepHarness: Sendable {
     /// Runs `body` against `count` instances of the service — each with its own router, Redis
     /// client, connection pool and handlers, as separate `sitrep serve` processes would be — over
     /// one fresh database and the shared test Redis. `setup: .live` serves each on a loopback port.
+    /// The instances numbered in `routerOnly` are served by Hummingbird's router alone, without
+    /// the generated operation router in front of it (to compare the two).
     static func instances(
         _ count: Int, setup: TestingSetup = .router,
         rateLimits: [String: RedisRateLimiter.Policy]? = nil, redisURL overrideRedis: String? = nil,
         dashboardTTL: Duration = .zero, issuer: LocalIssuer? = nil, sessionIdle: Duration = .seconds(900),
         stream: SignalStreamHub.Settings = SignalStreamHub.Settings(), twilioWebhook: TwilioWebhookSettings? = nil, port: Int = 0,
         listCache: Duration = .zero, claims: ClaimMapping = .entra, idleTimeout: Duration = .seconds(30),
-        databaseDeadline: Duration = DatabaseDeadline.standard, erp: ERPClient? = nil,
+        databaseDeadline: Duration = DatabaseDeadline.standard, erp: ERPClient? = nil, routerOnly: Set<Int> = [],
         _ body: @Sendable ([any TestClientProtocol], SitrepHarness) async throws -> Void
     ) async throws {
         try await TestDatabase.with { db in
@@ -98,20 +100,21 @@ struct SitrepHarness: Sendable {
             let harnessRedis = try await makeApplication(
                 db: db, client: db.client, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
                 sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims,
-                idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, erp: erp, into: &apps, hubs: &hubs
+                idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, erp: erp, operationRouter: !routerOnly.contains(0), into: &apps,
+                hubs: &hubs
             )
             // The test frameworks pick their own port; a server that must be reachable at a known
             // address (a provider calling back) is the same first instance served again on `port`.
             let fixed: (any ApplicationProtocol)? = port == 0 ? nil : apps[0].served(at: port)
-            for _ in 1..<max(count, 1) {
+            for instance in 1..<max(count, 1) {
                 let pool = PostgresClient(configuration: db.configuration, backgroundLogger: TestDatabase.logger)
                 extraPools.append(pool)
                 extraRedis.append(
                     try await makeApplication(
                         db: db, client: pool, rateLimits: rateLimits, redisURL: overrideRedis, dashboardTTL: dashboardTTL, issuer: issuer,
                         sessionIdle: sessionIdle, stream: stream, twilioWebhook: twilioWebhook, listCache: listCache, claims: claims,
-                        idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, erp: erp, into: &apps,
-                        hubs: &hubs))
+                        idleTimeout: idleTimeout, databaseDeadline: databaseDeadline, erp: erp,
+                        operationRouter: !routerOnly.contains(instance), into: &apps, hubs: &hubs))
             }
             let harness = SitrepHarness(db: db, redis: harnessRedis, tokens: try await makeTokens(), hubs: hubs)
             let pools = extraPools
@@ -170,7 +173,7 @@ struct SitrepHarness: Sendable {
         dashboardTTL: Duration, issuer: LocalIssuer?, sessionIdle: Duration, stream: SignalStreamHub.Settings,
         twilioWebhook: TwilioWebhookSettings?, listCache: Duration = .zero, claims: ClaimMapping = .entra,
         idleTimeout: Duration = .seconds(30), databaseDeadline: Duration = DatabaseDeadline.standard, erp: ERPClient? = nil,
-        into apps: inout [any ApplicationProtocol],
+        operationRouter: Bool = true, into apps: inout [any ApplicationProtocol],
         hubs: inout [SignalStreamHub]
     ) async throws -> RedisClient {
         do {
@@ -234,10 +237,21 @@ struct SitrepHarness: Sendable {
             router.registerSitrepAPI(handlers, runtime: runtime)
             router.registerContractDocuments()
             router.registerMetrics(metrics, token: Self.metricsToken)
-            apps.append(
-                Application(
-                    router: router, server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(idleTimeout / .milliseconds(1))))),
-                    configuration: .init(address: .hostname("127.0.0.1", port: 0)), logger: TestDatabase.logger))
+            let idle = TimeAmount.milliseconds(Int64(idleTimeout / .milliseconds(1)))
+            let address = ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0))
+            if operationRouter {
+                // As `sitrep serve` runs: the generated operation router in front of the router.
+                apps.append(
+                    Application(
+                        router: SitrepOperationRouter(handlers, runtime: runtime, router: router),
+                        server: .http1(configuration: .init(idleTimeout: idle)),
+                        configuration: address,
+                        logger: TestDatabase.logger))
+            } else {
+                apps.append(
+                    Application(
+                        router: router, server: .http1(configuration: .init(idleTimeout: idle)), configuration: address, logger: TestDatabase.logger))
+            }
             return redis
         }
     }

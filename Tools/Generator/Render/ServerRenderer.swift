@@ -545,6 +545,8 @@ public enum ServerRenderer {
         w.line("registerMethodNotAllowed(runtime: runtime)")
         w.close()
         w.close()
+        w.line()
+        OperationRouterRenderer.render(model, into: &w)
         return w.text
     }
 

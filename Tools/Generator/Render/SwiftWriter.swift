@@ -29,6 +29,13 @@ struct SwiftWriter {
         line("}" + suffix)
     }
 
+    /// Lines written by `body` one level further in, without braces (a `case` of a `switch`).
+    mutating func indent(_ body: (inout SwiftWriter) -> Void) {
+        level += 1
+        body(&self)
+        level -= 1
+    }
+
     mutating func doc(_ s: String?) {
         guard let s, !s.isEmpty else { return }
         for l in s.split(separator: "\n", omittingEmptySubsequences: false) {
