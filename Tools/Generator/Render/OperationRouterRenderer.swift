@@ -110,36 +110,52 @@ enum OperationRouterRenderer {
             w.line("///")
             w.line("/// Some paths of this contract are not in a form matched here; the router answers them.")
         }
-        w.open("public struct SitrepOperationRouter<Handler: SitrepAPI>: HTTPResponderBuilder")
-        w.line("public let handler: Handler")
-        w.line("public let runtime: APIRuntime")
+        w.open("public struct SitrepOperationRouter: HTTPResponderBuilder")
+        w.doc("Each operation, as the router's route for it runs it (see `registerSitrepAPI`).")
+        w.open("@usableFromInline struct Operations: Sendable")
+        w.line("@usableFromInline typealias Run = @Sendable (Request, SitrepRequestContext) async -> Response")
+        for op in model.operations { w.line("@usableFromInline let \(op.operationId): Run") }
+        w.line()
+        // Inlinable, so that the caller's module specialises each closure for its handler type
+        // and the responder below, which is not generic, calls them.
+        w.line("@inlinable")
+        w.open("init(_ handler: some SitrepAPI, runtime: APIRuntime)")
+        for op in model.operations {
+            w.openRaw("\(op.operationId) = { request, context in")
+            if op.planned {
+                w.line(
+                    "await runtime.serve(\(op.typeName).info, request: request, context: context) { _, _ in EncodedResponse(status: 501) }")
+            } else {
+                w.openRaw("await runtime.serve(\(op.typeName).info, request: request, context: context) { parts, ctx in")
+                w.line(
+                    "try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)"
+                )
+                w.close()
+            }
+            w.close()
+        }
+        w.close()
+        w.close()
+        w.line()
+        w.line("@usableFromInline let operations: Operations")
         w.line("public let router: Router<SitrepRequestContext>")
         w.line()
         w.doc("`router` has the contract's routes (`registerSitrepAPI`) and any others.")
-        w.open("public init(_ handler: Handler, runtime: APIRuntime, router: Router<SitrepRequestContext>)")
-        w.line("self.handler = handler")
-        w.line("self.runtime = runtime")
+        w.line("@inlinable")
+        w.open("public init(_ handler: some SitrepAPI, runtime: APIRuntime, router: Router<SitrepRequestContext>)")
+        w.line("self.operations = Operations(handler, runtime: runtime)")
         w.line("self.router = router")
         w.close()
         w.line()
         w.open("public func buildResponder() -> Responder")
-        w.line("Responder(handler: handler, runtime: runtime, router: router.buildResponder())")
+        w.line("Responder(operations: operations, router: router.buildResponder())")
         w.close()
         w.line()
         w.open("public struct Responder: HTTPResponder")
         w.line("public typealias Context = SitrepRequestContext")
-        w.line("@usableFromInline let handler: Handler")
-        w.line("@usableFromInline let runtime: APIRuntime")
-        w.line("@usableFromInline let router: RouterResponder<SitrepRequestContext>")
+        w.line("let operations: Operations")
+        w.line("let router: RouterResponder<SitrepRequestContext>")
         w.line()
-        w.open("init(handler: Handler, runtime: APIRuntime, router: RouterResponder<SitrepRequestContext>)")
-        w.line("self.handler = handler")
-        w.line("self.runtime = runtime")
-        w.line("self.router = router")
-        w.close()
-        w.line()
-        // Inlinable, so that the server's module specialises it for its handler type.
-        w.line("@inlinable")
         w.open("public func respond(to request: Request, context: SitrepRequestContext) async throws -> Response")
         w.line("let path = RequestPath(request.uri.path)")
         let depths = Set(templates.map(\.0.count)).sorted()
@@ -201,20 +217,12 @@ enum OperationRouterRenderer {
                 if case .capture(let name) = s { return "\(SwiftLiteral.string(name)): path[\(i)]" }
                 return nil
             }
-            if !captures.isEmpty {
+            if captures.isEmpty {
+                w.line("return await operations.\(op.operationId)(request, context)")
+            } else {
                 w.line("var context = context")
                 w.line("context.coreContext.parameters = [\(captures.joined(separator: ", "))]")
-            }
-            if op.planned {
-                w.line(
-                    "return await runtime.serve(\(op.typeName).info, request: request, context: context) { _, _ in EncodedResponse(status: 501) }"
-                )
-            } else {
-                w.openRaw("return await runtime.serve(\(op.typeName).info, request: request, context: context) { parts, ctx in")
-                w.line(
-                    "try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)"
-                )
-                w.close()
+                w.line("return await operations.\(op.operationId)(request, context)")
             }
             w.close()
         }
