@@ -122,16 +122,7 @@ enum OperationRouterRenderer {
         w.open("init(_ handler: some SitrepAPI, runtime: APIRuntime)")
         for op in model.operations {
             w.openRaw("\(op.operationId) = { request, context in")
-            if op.planned {
-                w.line(
-                    "await runtime.serve(\(op.typeName).info, request: request, context: context) { _, _ in EncodedResponse(status: 501) }")
-            } else {
-                w.openRaw("await runtime.serve(\(op.typeName).info, request: request, context: context) { parts, ctx in")
-                w.line(
-                    "try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)"
-                )
-                w.close()
-            }
+            ServerRenderer.serve(op, into: &w)
             w.close()
         }
         w.close()

@@ -471,6 +471,20 @@ public enum ServerRenderer {
         }.joined(separator: "/")
     }
 
+    /// The body of an operation's route closure (`request`, `context`, `handler` and `runtime` in
+    /// scope): the runtime around the handler's method, or a 501 for an `x-planned` operation.
+    static func serve(_ op: OperationModel, into w: inout SwiftWriter) {
+        if op.planned {
+            w.line("await runtime.serve(\(op.typeName).info, request: request, context: context) { _, _ in EncodedResponse(status: 501) }")
+            return
+        }
+        w.openRaw("await runtime.serve(\(op.typeName).info, request: request, context: context) { parts, ctx in")
+        w.line(
+            "try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)"
+        )
+        w.close()
+    }
+
     static func router(_ model: APIModel) -> String {
         var w = SwiftWriter()
         w.line(header)
@@ -495,11 +509,7 @@ public enum ServerRenderer {
             if ops.isEmpty { w.line("_ = (handler, runtime)") }
             for op in ops {
                 w.openRaw("self.on(\(SwiftLiteral.string(routePath(op.path))), method: .\(op.method.lowercased())) { request, context in")
-                w.openRaw("await runtime.serve(\(op.typeName).info, request: request, context: context) { parts, ctx in")
-                w.line(
-                    "try await handler.\(op.operationId)(try \(op.typeName).Input.decode(parts), context: ctx).encoded(validate: runtime.validateResponses)"
-                )
-                w.close()
+                serve(op, into: &w)
                 w.close()
             }
             w.close()
@@ -511,7 +521,7 @@ public enum ServerRenderer {
         if planned.isEmpty { w.line("_ = runtime") }
         for op in planned {
             w.openRaw("self.on(\(SwiftLiteral.string(routePath(op.path))), method: .\(op.method.lowercased())) { request, context in")
-            w.line("await runtime.serve(\(op.typeName).info, request: request, context: context) { _, _ in EncodedResponse(status: 501) }")
+            serve(op, into: &w)
             w.close()
         }
         w.close()
