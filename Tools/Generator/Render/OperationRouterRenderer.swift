@@ -147,7 +147,26 @@ enum OperationRouterRenderer {
         w.line("let operations: Operations")
         w.line("let router: RouterResponder<SitrepRequestContext>")
         w.line()
+        // One await, after a synchronous match: with a call in each branch, the async frame
+        // held a copy of the context for every operation (14 kB, allocated per request).
         w.open("public func respond(to request: Request, context: SitrepRequestContext) async throws -> Response")
+        w.open("guard let (run, parameters) = operation(for: request) else")
+        w.line("return try await router.respond(to: request, context: context)")
+        w.close()
+        w.open("if let parameters")
+        w.line("var context = context")
+        w.line("context.coreContext.parameters = parameters")
+        w.line("return await run(request, context)")
+        w.close()
+        w.line("return await run(request, context)")
+        w.close()
+        w.line()
+        w.doc(
+            """
+            The operation the router would run for `request`, and the path's captured segments
+            when it has some; nil when the router answers it.
+            """)
+        w.open("func operation(for request: Request) -> (Operations.Run, Parameters?)?")
         w.line("let path = RequestPath(request.uri.path)")
         let depths = Set(templates.map(\.0.count)).sorted()
         if !depths.isEmpty {
@@ -163,7 +182,7 @@ enum OperationRouterRenderer {
             w.line("    break")
             w.line("}")
         }
-        w.line("return try await router.respond(to: request, context: context)")
+        w.line("return nil")
         w.close()
         w.close()
         w.close()
@@ -193,7 +212,7 @@ enum OperationRouterRenderer {
         }
     }
 
-    /// The node the router would reach: its operations by method, anything else the router's.
+    /// The node the router would reach: its operations by method; nil (the router's) for any other.
     static func final(_ node: Node, into w: inout SwiftWriter) {
         let template = node.segments.map { s in
             switch s {
@@ -208,15 +227,9 @@ enum OperationRouterRenderer {
                 if case .capture(let name) = s { return "\(SwiftLiteral.string(name)): path[\(i)]" }
                 return nil
             }
-            if captures.isEmpty {
-                w.line("return await operations.\(op.operationId)(request, context)")
-            } else {
-                w.line("var context = context")
-                w.line("context.coreContext.parameters = [\(captures.joined(separator: ", "))]")
-                w.line("return await operations.\(op.operationId)(request, context)")
-            }
+            w.line("return (operations.\(op.operationId), \(captures.isEmpty ? "nil" : "[" + captures.joined(separator: ", ") + "]"))")
             w.close()
         }
-        w.line("return try await router.respond(to: request, context: context)")
+        w.line("return nil")
     }
 }
